@@ -1,0 +1,134 @@
+package webhookverify
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhookverify/caddy-webhook-verify/providers"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("webhook_verify", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("webhook_verify", httpcaddyfile.After, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+//
+// Syntax:
+//
+//	webhook_verify [<matcher>] <provider> [<secret>] {
+//		secret        <secret>           # repeatable; any one verifies (rotation)
+//		max_body_size <size>             # default 10MiB
+//		basic_auth    <user> <password>  # repeatable; endpoint credentials
+//		bearer_token  <token>            # repeatable; endpoint credentials
+//	}
+//
+// <provider> is a sender's module name (vivreal, vev). Secrets and
+// credentials may be placeholders such as {env.VIVREAL_SECRET}, resolved
+// when the config is loaded. A sender may take options of its own in the
+// block.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+
+	if !d.NextArg() {
+		return d.Errf("webhook_verify needs a provider: webhook_verify <%s> [<secret>]", strings.Join(providerNames(), "|"))
+	}
+	name := d.Val()
+	mod, err := caddy.GetModule(providers.Namespace + "." + name)
+	if err != nil {
+		return d.Errf("unknown webhook provider '%s': use one of %s", name, strings.Join(providerNames(), ", "))
+	}
+	prov, ok := mod.New().(providers.Provider)
+	if !ok {
+		return d.Errf("module '%s' is not a webhook provider", name)
+	}
+	if d.NextArg() {
+		h.Secrets = append(h.Secrets, d.Val())
+	}
+	if d.NextArg() {
+		return d.Errf("unexpected argument '%s': secrets after the first go in the block, one 'secret <secret>' line each", d.Val())
+	}
+
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch sub := d.Val(); sub {
+		case "secret":
+			if !d.NextArg() {
+				return d.Errf("secret needs a value, e.g. secret {env.%s_SECRET}", strings.ToUpper(name))
+			}
+			h.Secrets = append(h.Secrets, d.Val())
+			if d.NextArg() {
+				return d.Errf("secret takes one value; add another 'secret' line for a second secret")
+			}
+		case "max_body_size":
+			if h.MaxBodySize != 0 {
+				return d.Err("max_body_size already specified")
+			}
+			if !d.NextArg() {
+				return d.Errf("max_body_size needs a size, e.g. max_body_size 10MiB")
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil || size == 0 || size > 1<<40 {
+				return d.Errf("max_body_size: '%s' is not a size: use e.g. 10MiB or 512KB", d.Val())
+			}
+			h.MaxBodySize = int64(size)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "basic_auth":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("basic_auth needs a user and a password: basic_auth <user> <password>")
+			}
+			h.BasicAuth = append(h.BasicAuth, BasicAccount{Username: args[0], Password: args[1]})
+		case "bearer_token":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return d.Errf("bearer_token needs exactly one token: bearer_token <token>")
+			}
+			h.BearerTokens = append(h.BearerTokens, args[0])
+		default:
+			if opt, ok := prov.(providers.CaddyfileOption); ok {
+				handled, err := opt.UnmarshalCaddyfileOption(d)
+				if err != nil {
+					return err
+				}
+				if handled {
+					continue
+				}
+			}
+			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, basic_auth or bearer_token", sub)
+		}
+	}
+	if len(h.Secrets) == 0 {
+		return d.Errf("webhook_verify %s needs a secret: webhook_verify %s {env.%s_SECRET}", name, name, strings.ToUpper(name))
+	}
+	h.ProviderRaw = caddyconfig.JSONModuleObject(prov, "name", name, nil)
+	return nil
+}
+
+// providerNames lists the registered senders.
+func providerNames() []string {
+	var names []string
+	for _, m := range caddy.GetModules(providers.Namespace) {
+		names = append(names, m.ID.Name())
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

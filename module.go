@@ -1,0 +1,386 @@
+// Package webhookverify is a Caddy HTTP handler that verifies signed
+// webhooks (Vivreal, Vev, and more senders in package providers) and hands
+// the genuine ones, body intact, to the next handler, usually reverse_proxy.
+package webhookverify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhookverify/caddy-webhook-verify/providers"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// DefaultMaxBodySize is the default limit on a webhook's body: 10 MiB.
+const DefaultMaxBodySize int64 = 10 << 20
+
+// Handler verifies a webhook sender's HMAC signature, and optionally the
+// endpoint's Basic or Bearer credentials, before the next handler runs.
+//
+// It answers, as a caddyhttp.Error that the site's handle_errors can shape:
+// 405 (with Allow: POST) for any method but POST; 401 (with a
+// WWW-Authenticate challenge per configured scheme) for missing or wrong
+// credentials, checked before the body is read; 413 for a body over
+// max_body_size, nothing being forwarded; 401 for a missing, repeated,
+// malformed or wrong signature. Each refusal is logged once with the
+// provider, the reason and the remote address.
+//
+// A verified request reaches the next handler (reverse_proxy, typically)
+// with its body byte for byte as received and Content-Length set, and with
+// these placeholders: {http.webhook.provider}, {http.webhook.id},
+// {http.webhook.event}, and the sender's own (Vev: {http.webhook.hosting}).
+// The event fields are read from the body only if a placeholder is used.
+type Handler struct {
+	// The webhook sender, a module in the http.webhook_verify.providers
+	// namespace chosen with the inline key "name": {"name": "vivreal"}.
+	ProviderRaw json.RawMessage `json:"provider,omitempty" caddy:"namespace=http.webhook_verify.providers inline_key=name"`
+
+	// The secrets the sender signs with. Any one verifies a request, so a
+	// secret is rotated by adding the new one, switching the sender, then
+	// removing the old one. Placeholders such as {env.VIVREAL_SECRET} or
+	// {file./run/secrets/vivreal} are resolved once, at provision time; a
+	// secret that resolves empty is an error, never an empty key.
+	Secrets []string `json:"secrets,omitempty"`
+
+	// The largest body accepted, in bytes; a larger one is answered 413
+	// before it is buffered whole. Default: 10 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	// Endpoint credentials a request must carry as Authorization: Basic.
+	// With bearer_tokens also set, either one passes. Placeholders are
+	// resolved at provision time.
+	BasicAuth []BasicAccount `json:"basic_auth,omitempty"`
+
+	// Endpoint tokens a request must carry as Authorization: Bearer. With
+	// basic_auth also set, either one passes. Placeholders are resolved at
+	// provision time.
+	BearerTokens []string `json:"bearer_tokens,omitempty"`
+
+	provider providers.Provider
+	name     string   // the provider's module name, e.g. "vivreal"
+	fields   []string // "http.webhook.<field>" for each provider field
+	keys     *keyring
+	creds    credentials
+	now      func() time.Time
+	logger   *zap.Logger
+}
+
+// BasicAccount is one user name and password for HTTP Basic credentials.
+type BasicAccount struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.webhook_verify",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads the provider and resolves the secrets and credentials.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.now = time.Now
+	if h.MaxBodySize == 0 {
+		h.MaxBodySize = DefaultMaxBodySize
+	}
+	if h.ProviderRaw == nil {
+		return fmt.Errorf("no provider: set \"provider\": {\"name\": \"vivreal\"} (or another sender)")
+	}
+	mod, err := ctx.LoadModule(h, "ProviderRaw")
+	if err != nil {
+		return fmt.Errorf("loading webhook provider: %v", err)
+	}
+	p, ok := mod.(providers.Provider)
+	if !ok {
+		return fmt.Errorf("module %s is not a webhook provider", caddy.GetModuleID(mod))
+	}
+	h.provider = p
+	h.name = caddy.GetModuleName(p)
+	h.fields = make([]string, len(p.Fields()))
+	for i, f := range p.Fields() {
+		h.fields[i] = placeholderPrefix + f
+	}
+
+	repl := caddy.NewReplacer()
+	if len(h.Secrets) == 0 {
+		return fmt.Errorf("%s: no secret: add one, e.g. \"secrets\": [\"{env.%s_SECRET}\"]", h.name, strings.ToUpper(h.name))
+	}
+	keys := make([][]byte, len(h.Secrets))
+	for i, s := range h.Secrets {
+		v, err := resolve(repl, s, fmt.Sprintf("secret %d", i+1))
+		if err != nil {
+			return fmt.Errorf("%s: %v", h.name, err)
+		}
+		keys[i] = []byte(v)
+		if kd, ok := p.(providers.KeyDecoder); ok {
+			if keys[i], err = kd.Key(v); err != nil {
+				return fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
+			}
+		}
+	}
+	h.keys = newKeyring(keys)
+
+	for i, a := range h.BasicAuth {
+		what := fmt.Sprintf("basic_auth %d", i+1)
+		user, err := resolve(repl, a.Username, what+" user")
+		if err != nil {
+			return fmt.Errorf("%s: %v", h.name, err)
+		}
+		pass, err := resolve(repl, a.Password, what+" password")
+		if err != nil {
+			return fmt.Errorf("%s: %v", h.name, err)
+		}
+		h.creds.addBasic(user, pass)
+	}
+	for i, t := range h.BearerTokens {
+		tok, err := resolve(repl, t, fmt.Sprintf("bearer token %d", i+1))
+		if err != nil {
+			return fmt.Errorf("%s: %v", h.name, err)
+		}
+		h.creds.addBearer(tok)
+	}
+	return nil
+}
+
+// resolve replaces the placeholders in a configured secret. A value that
+// resolves empty, or names an unknown placeholder, is an error naming the
+// placeholder and never the value.
+func resolve(repl *caddy.Replacer, raw, what string) (string, error) {
+	if raw == "" {
+		return "", fmt.Errorf("%s is empty", what)
+	}
+	v, err := repl.ReplaceOrErr(raw, true, true)
+	if err != nil || v == "" {
+		hint := ""
+		if strings.Contains(raw, "{env.") {
+			hint = ": set the environment variable in Caddy's environment"
+		} else if strings.Contains(raw, "{file.") {
+			hint = ": check that the file exists, is readable and is not empty"
+		}
+		return "", fmt.Errorf("%s %s resolves to an empty string%s", what, placeholdersIn(raw), hint)
+	}
+	return v, nil
+}
+
+// placeholdersIn lists the {placeholders} in s, which are names, not values.
+func placeholdersIn(s string) string {
+	var out []string
+	for {
+		i := strings.IndexByte(s, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			break
+		}
+		out = append(out, s[i:i+j+1])
+		s = s[i+j+1:]
+	}
+	if len(out) == 0 {
+		return "(a literal value)"
+	}
+	return strings.Join(out, " ")
+}
+
+// Validate checks the configuration.
+func (h Handler) Validate() error {
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size must be positive, not %d", h.MaxBodySize)
+	}
+	return nil
+}
+
+const placeholderPrefix = "http.webhook."
+
+// ServeHTTP verifies the request and calls next only for a genuine webhook.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return h.reject(r, http.StatusMethodNotAllowed, ErrMethodNotAllowed)
+	}
+	if !h.creds.empty() && !h.creds.check(r.Header.Get("Authorization")) {
+		h.creds.challenge(w.Header())
+		return h.reject(r, http.StatusUnauthorized, ErrBadCredentials)
+	}
+	if r.ContentLength > h.MaxBodySize {
+		return h.reject(r, http.StatusRequestEntityTooLarge, ErrBodyTooLarge)
+	}
+
+	signed, err := h.provider.Parse(r, h.now())
+	if err != nil {
+		// a body over the limit is a 413 whatever its signature; with a
+		// declared length within the limit, the body need not be read
+		if r.ContentLength < 0 && r.Body != nil {
+			if derr := drainBody(r.Body, h.MaxBodySize); derr != nil {
+				return h.bodyError(r, derr)
+			}
+		}
+		return h.reject(r, http.StatusUnauthorized, err)
+	}
+
+	var macArr [4]hash.Hash
+	macs := h.keys.macs(signed.Hash, macArr[:0])
+	for _, m := range macs {
+		m.Write(signed.Prefix)
+	}
+	var buf []byte
+	if r.Body != nil {
+		buf, err = readBody(r.Body, h.MaxBodySize, r.ContentLength, macs)
+	} else {
+		buf = getBuf(0)
+	}
+	if err != nil {
+		h.keys.put(signed.Hash, macs)
+		return h.bodyError(r, err)
+	}
+	err = Verify(macs, signed.Signatures)
+	h.keys.put(signed.Hash, macs)
+	if err != nil {
+		putBuf(buf)
+		return h.reject(r, http.StatusUnauthorized, err)
+	}
+
+	body := &verifiedBody{buf: buf, h: h, header: r.Header}
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+	// the buffer goes back to its pool when the request is over, after the
+	// access log and handle_errors have had a chance to read placeholders
+	context.AfterFunc(r.Context(), body.release)
+	r.Body = body
+	r.ContentLength = int64(len(buf))
+	r.TransferEncoding = nil
+	r.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set(placeholderPrefix+"provider", h.name)
+	repl.Map(body.placeholder)
+
+	return next.ServeHTTP(w, r)
+}
+
+// bodyError answers a failure to read the body: 413 past the limit, a
+// HandlerError from an earlier handler as it is, else 400.
+func (h *Handler) bodyError(r *http.Request, err error) error {
+	if errors.Is(err, ErrBodyTooLarge) {
+		return h.reject(r, http.StatusRequestEntityTooLarge, ErrBodyTooLarge)
+	}
+	if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok {
+		h.log(r, he.StatusCode, err)
+		return he
+	}
+	return h.reject(r, http.StatusBadRequest, err)
+}
+
+// reject logs the refusal and returns it as a caddyhttp.Error.
+func (h *Handler) reject(r *http.Request, status int, reason error) error {
+	h.log(r, status, reason)
+	return caddyhttp.Error(status, reason)
+}
+
+func (h *Handler) log(r *http.Request, status int, reason error) {
+	if c := h.logger.Check(zapcore.InfoLevel, "webhook rejected"); c != nil {
+		c.Write(
+			zap.String("provider", h.name),
+			zap.Int("status", status),
+			zap.String("reason", reason.Error()),
+			zap.String("remote_addr", r.RemoteAddr),
+		)
+	}
+}
+
+// verifiedBody is the body handed to the next handler: the verified bytes,
+// in a pooled buffer that is returned to its pool once the request is over.
+// It also computes the event placeholders from those bytes, once, when one
+// is first read.
+type verifiedBody struct {
+	mu       sync.Mutex
+	buf      []byte
+	off      int
+	released bool
+	h        *Handler
+	header   http.Header
+	vals     []string // nil until a placeholder is read
+}
+
+func (b *verifiedBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.released {
+		return 0, errBodyReleased
+	}
+	if b.off >= len(b.buf) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.buf[b.off:])
+	b.off += n
+	return n, nil
+}
+
+// Close does nothing: the buffer outlives the body's readers, for the
+// placeholders, and is released with the request.
+func (b *verifiedBody) Close() error { return nil }
+
+func (b *verifiedBody) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.released {
+		b.released = true
+		putBuf(b.buf)
+		b.buf = nil
+	}
+}
+
+// placeholder is a caddy.ReplacerFunc for the {http.webhook.<field>}
+// placeholders: the body is scanned the first time one is read.
+func (b *verifiedBody) placeholder(key string) (any, bool) {
+	if !strings.HasPrefix(key, placeholderPrefix) {
+		return nil, false
+	}
+	for i, f := range b.h.fields {
+		if f != key {
+			continue
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.vals == nil {
+			b.vals = make([]string, len(b.h.fields))
+			if !b.released {
+				b.h.provider.Describe(b.header, b.buf, b.vals)
+			}
+		}
+		return b.vals[i], true
+	}
+	return nil, false
+}
+
+var errBodyReleased = errors.New("webhook body read after the request ended")
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,126 @@
+// Package providers holds the webhook senders that the webhook_verify handler
+// can verify, one Caddy guest module per sender in the namespace
+// http.webhook_verify.providers, and the interface they implement.
+//
+// A sender is one file in this package: a type that implements Provider and
+// registers itself with caddy.RegisterModule in its init function. The
+// handler knows no sender by name; it loads the one configured with the
+// inline key "name".
+package providers
+
+import (
+	"crypto"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// Namespace is the Caddy module namespace of the senders.
+const Namespace = "http.webhook_verify.providers"
+
+// Provider is one webhook sender's signature scheme.
+//
+// Verification happens in two steps so that the body is read only once:
+// Parse reads the signature headers before the body, and says which HMAC to
+// compute and over which bytes; the handler then feeds the body to that HMAC
+// (one per configured secret) while it buffers it, and accepts the request
+// when any computed MAC equals any of the candidates Parse returned.
+type Provider interface {
+	caddy.Module
+
+	// Parse reads the request's signature header(s) and returns what must be
+	// computed over the body. It is called before the body is read, so it
+	// must not touch r.Body. now is the handler's clock, for senders whose
+	// signed timestamp must fall within a tolerance window.
+	//
+	// Errors wrap ErrMissingSignature or ErrMalformedSignature (a stale
+	// timestamp is malformed); they are answered with 401.
+	Parse(r *http.Request, now time.Time) (Signed, error)
+
+	// Fields names the event fields this sender exposes as
+	// {http.webhook.<name>} placeholders. It must include "id" (the event
+	// id, used for deduplication) and "event" (the event type). The slice
+	// is read once, at provision time.
+	Fields() []string
+
+	// Describe fills vals[i] with the value of Fields()[i] for a verified
+	// request: the header and the body are exactly those that were verified.
+	// A missing field is left empty; that is never an error. It is called
+	// lazily, at most once per request, and only if a placeholder is read.
+	Describe(h http.Header, body []byte, vals []string)
+}
+
+// Signed is what Parse returns: how the sender computed its signature and
+// the signature(s) the request carries.
+type Signed struct {
+	// Hash is the HMAC's hash function, such as crypto.SHA256.
+	Hash crypto.Hash
+
+	// Prefix is MACed before the body, for senders that sign more than the
+	// body (Stripe's "<t>.", Standard Webhooks' "<id>.<timestamp>."). Nil
+	// for senders that sign the body alone.
+	Prefix []byte
+
+	// Signatures are the decoded candidate MACs. The request is genuine when
+	// any of them equals the HMAC of Prefix+body under any configured
+	// secret.
+	Signatures [][]byte
+}
+
+// KeyDecoder is implemented by senders whose secrets are not used as raw
+// bytes (Standard Webhooks' "whsec_<base64>", for example). Key is called
+// once per secret at provision time; by default a secret's bytes are the key.
+type KeyDecoder interface {
+	Key(secret string) ([]byte, error)
+}
+
+// CaddyfileOption is implemented by senders that take options of their own
+// inside the webhook_verify block (a timestamp tolerance, say). The handler
+// calls it with the dispenser on a subdirective it does not know itself; the
+// sender returns handled=false when the name is not one of its own.
+type CaddyfileOption interface {
+	UnmarshalCaddyfileOption(d *caddyfile.Dispenser) (handled bool, err error)
+}
+
+// Sentinel errors of Parse. The handler answers both with 401.
+var (
+	ErrMissingSignature   = errors.New("missing signature")
+	ErrMalformedSignature = errors.New("malformed signature")
+)
+
+// SingleHeader returns the one value of the header name, trimmed of
+// surrounding white space. It is ErrMissingSignature when the header is
+// absent or empty and ErrMalformedSignature when it is repeated.
+func SingleHeader(h http.Header, name string) (string, error) {
+	vals := h.Values(name)
+	switch len(vals) {
+	case 0:
+		return "", fmt.Errorf("%w: no %s header", ErrMissingSignature, name)
+	case 1:
+	default:
+		return "", fmt.Errorf("%w: %d %s headers", ErrMalformedSignature, len(vals), name)
+	}
+	v := textproto.TrimString(vals[0])
+	if v == "" {
+		return "", fmt.Errorf("%w: empty %s header", ErrMissingSignature, name)
+	}
+	return v, nil
+}
+
+// DecodeHex decodes s, in either case, into exactly size bytes.
+func DecodeHex(s string, size int) ([]byte, error) {
+	if len(s) != 2*size {
+		return nil, fmt.Errorf("%w: %d hex digits, want %d", ErrMalformedSignature, len(s), 2*size)
+	}
+	b := make([]byte, size)
+	if _, err := hex.Decode(b, []byte(s)); err != nil {
+		return nil, fmt.Errorf("%w: not hex", ErrMalformedSignature)
+	}
+	return b, nil
+}

@@ -1,0 +1,70 @@
+package providers
+
+import (
+	"crypto"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func init() {
+	caddy.RegisterModule(Vivreal{})
+}
+
+// Vivreal verifies webhooks from Vivreal.
+//
+// Vivreal sends the lowercase hex HMAC-SHA256 of the raw body, under the
+// endpoint's secret, in the X-Vivreal-Signature header; its documentation
+// shows the value both as bare "<hex>" and as "sha256=<hex>", and both are
+// accepted (hex in either case). The event is a JSON object
+// {"id", "event", "timestamp", "data"}: its "id" and "event" become
+// {http.webhook.id} and {http.webhook.event}. Vivreal's timestamp is the
+// event's time and is kept on retries, so it is no freshness proof and is
+// not checked.
+type Vivreal struct{}
+
+// CaddyModule returns the Caddy module information.
+func (Vivreal) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  Namespace + ".vivreal",
+		New: func() caddy.Module { return new(Vivreal) },
+	}
+}
+
+// VivrealSignatureHeader is the header Vivreal signs with.
+const VivrealSignatureHeader = "X-Vivreal-Signature"
+
+// Parse reads X-Vivreal-Signature: "<hex>" or "sha256=<hex>".
+func (Vivreal) Parse(r *http.Request, _ time.Time) (Signed, error) {
+	v, err := SingleHeader(r.Header, VivrealSignatureHeader)
+	if err != nil {
+		return Signed{}, err
+	}
+	if algo, hexSig, ok := strings.Cut(v, "="); ok {
+		if !strings.EqualFold(algo, "sha256") {
+			return Signed{}, fmt.Errorf("%w: algorithm is not sha256", ErrMalformedSignature)
+		}
+		v = hexSig
+	}
+	mac, err := DecodeHex(v, crypto.SHA256.Size())
+	if err != nil {
+		return Signed{}, err
+	}
+	return Signed{Hash: crypto.SHA256, Signatures: [][]byte{mac}}, nil
+}
+
+var vivrealFields = []string{"id", "event"}
+
+// Fields returns id and event.
+func (Vivreal) Fields() []string { return vivrealFields }
+
+// Describe reads "id" and "event" from the top level of the body.
+func (Vivreal) Describe(_ http.Header, body []byte, vals []string) {
+	TopLevelFields(body, vivrealFields, vals)
+}
+
+// Interface guards
+var _ Provider = (*Vivreal)(nil)
