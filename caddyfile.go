@@ -57,6 +57,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("module '%s' is not a webhook provider", name)
 	}
 	if d.NextArg() {
+		if d.Val() == "" {
+			return d.Err("the secret is empty: use a placeholder such as {env.VIVREAL_SECRET}")
+		}
 		h.Secrets = append(h.Secrets, d.Val())
 	}
 	if d.NextArg() {
@@ -66,7 +69,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch sub := d.Val(); sub {
 		case "secret":
-			if !d.NextArg() {
+			if !d.NextArg() || d.Val() == "" {
 				return d.Errf("secret needs a value, e.g. secret {env.%s_SECRET}", strings.ToUpper(name))
 			}
 			h.Secrets = append(h.Secrets, d.Val())
@@ -86,7 +89,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxBodySize = int64(size)
 			if d.NextArg() {
-				return d.ArgErr()
+				return d.Errf("max_body_size takes one size, not '%s' too", d.Val())
 			}
 		case "basic_auth":
 			args := d.RemainingArgs()

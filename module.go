@@ -109,7 +109,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	mod, err := ctx.LoadModule(h, "ProviderRaw")
 	if err != nil {
-		return fmt.Errorf("loading webhook provider: %v", err)
+		return fmt.Errorf("loading webhook provider (available: %s): %v", strings.Join(providerNames(), ", "), err)
 	}
 	p, ok := mod.(providers.Provider)
 	if !ok {
@@ -164,13 +164,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 // resolve replaces the placeholders in a configured secret. A value that
-// resolves empty, or names an unknown placeholder, is an error naming the
-// placeholder and never the value.
+// resolves empty, or holds a placeholder Caddy does not know, is an error
+// that names the {env.*} or {file.*} placeholder and never a value.
 func resolve(repl *caddy.Replacer, raw, what string) (string, error) {
 	if raw == "" {
 		return "", fmt.Errorf("%s is empty", what)
 	}
 	v, err := repl.ReplaceOrErr(raw, true, true)
+	if err != nil && !strings.HasPrefix(err.Error(), "evaluated placeholder") {
+		return "", fmt.Errorf("%s has a placeholder Caddy does not know: use {env.NAME} or {file./path}, or escape literal braces as \\{ and \\}", what)
+	}
 	if err != nil || v == "" {
 		hint := ""
 		if strings.Contains(raw, "{env.") {
@@ -183,7 +186,8 @@ func resolve(repl *caddy.Replacer, raw, what string) (string, error) {
 	return v, nil
 }
 
-// placeholdersIn lists the {placeholders} in s, which are names, not values.
+// placeholdersIn lists the {env.*} and {file.*} placeholders in s: names,
+// never values.
 func placeholdersIn(s string) string {
 	var out []string
 	for {
@@ -195,7 +199,9 @@ func placeholdersIn(s string) string {
 		if j < 0 {
 			break
 		}
-		out = append(out, s[i:i+j+1])
+		if ph := s[i : i+j+1]; strings.HasPrefix(ph, "{env.") || strings.HasPrefix(ph, "{file.") {
+			out = append(out, ph)
+		}
 		s = s[i+j+1:]
 	}
 	if len(out) == 0 {

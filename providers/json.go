@@ -3,6 +3,7 @@ package providers
 import (
 	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 )
 
 // TopLevelFields scans body as a JSON object and sets vals[i] to the value of
@@ -11,9 +12,10 @@ import (
 // that are not a JSON object leave the field empty. When a member is
 // repeated the last one wins, as in JavaScript's JSON.parse.
 //
-// Nested values are skipped, not decoded: strings are crossed with
-// bytes.IndexByte, so a multi-MiB HTML page inside the payload costs a scan,
-// not an allocation.
+// Nested values are skipped, not decoded: their grammar is checked, but
+// strings are crossed with bytes.IndexByte, so a multi-MiB HTML page inside
+// the payload costs a scan, not an allocation. (Control characters inside
+// strings are not looked for.)
 func TopLevelFields(body []byte, names, vals []string) {
 	clear(vals)
 	if !scanTopLevel(body, names, vals) {
@@ -89,10 +91,10 @@ func scalarText(v []byte) string {
 	switch c := v[0]; {
 	case c == '"':
 		raw := v[1 : len(v)-1]
-		if bytes.IndexByte(raw, '\\') < 0 {
+		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 			return string(raw)
 		}
-		var s string
+		var s string // escapes, or invalid UTF-8 replaced as encoding/json does
 		if json.Unmarshal(v, &s) != nil {
 			return ""
 		}
@@ -116,6 +118,7 @@ func skipWS(b []byte, i int) int {
 }
 
 // skipString returns the index just past the string that starts at b[i].
+// Escapes are not decoded; the closing quote is found with IndexByte.
 func skipString(b []byte, i int) (int, bool) {
 	start := i + 1
 	j := start
@@ -137,22 +140,28 @@ func skipString(b []byte, i int) (int, bool) {
 	}
 }
 
-// skipValue returns the index just past the JSON value that starts at b[i].
+// maxDepth bounds the nesting of skipped values.
+const maxDepth = 10000
+
+// skipValue returns the index just past the JSON value that starts at b[i],
+// checking the grammar of everything but the inside of strings.
 func skipValue(b []byte, i int) (int, bool) {
-	if i >= len(b) {
+	return skipValueDepth(b, i, 0)
+}
+
+func skipValueDepth(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) || depth > maxDepth {
 		return 0, false
 	}
 	switch c := b[i]; {
 	case c == '"':
 		return skipString(b, i)
-	case c == '{' || c == '[':
-		return skipNested(b, i)
+	case c == '{':
+		return skipContainer(b, i, depth, '}', true)
+	case c == '[':
+		return skipContainer(b, i, depth, ']', false)
 	case c == '-' || (c >= '0' && c <= '9'):
-		j := i + 1
-		for j < len(b) && isNumberByte(b[j]) {
-			j++
-		}
-		return j, true
+		return skipNumber(b, i)
 	case c == 't':
 		return skipLiteral(b, i, "true")
 	case c == 'f':
@@ -163,43 +172,91 @@ func skipValue(b []byte, i int) (int, bool) {
 	return 0, false
 }
 
-func isNumberByte(c byte) bool {
-	return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+// skipContainer skips an object (keyed) or an array starting at b[i].
+func skipContainer(b []byte, i, depth int, closer byte, keyed bool) (int, bool) {
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == closer {
+		return i + 1, true
+	}
+	for {
+		if keyed {
+			if i >= len(b) || b[i] != '"' {
+				return 0, false
+			}
+			end, ok := skipString(b, i)
+			if !ok {
+				return 0, false
+			}
+			i = skipWS(b, end)
+			if i >= len(b) || b[i] != ':' {
+				return 0, false
+			}
+			i = skipWS(b, i+1)
+		}
+		end, ok := skipValueDepth(b, i, depth+1)
+		if !ok {
+			return 0, false
+		}
+		i = skipWS(b, end)
+		if i >= len(b) {
+			return 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipWS(b, i+1)
+		case closer:
+			return i + 1, true
+		default:
+			return 0, false
+		}
+	}
+}
+
+// skipNumber skips a number per the JSON grammar:
+// -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+func skipNumber(b []byte, i int) (int, bool) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = skipDigits(b, i)
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := skipDigits(b, i+1)
+		if j == i+1 {
+			return 0, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := skipDigits(b, i)
+		if j == i {
+			return 0, false
+		}
+		i = j
+	}
+	return i, true
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 func skipLiteral(b []byte, i int, lit string) (int, bool) {
 	if len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit {
 		return i + len(lit), true
-	}
-	return 0, false
-}
-
-// skipNested skips an object or array, matching brackets outside strings.
-func skipNested(b []byte, i int) (int, bool) {
-	var stack [64]byte
-	open := stack[:0]
-	for i < len(b) {
-		switch c := b[i]; c {
-		case '"':
-			end, ok := skipString(b, i)
-			if !ok {
-				return 0, false
-			}
-			i = end
-			continue
-		case '{', '[':
-			open = append(open, c) // on the stack up to 64 levels deep
-
-		case '}', ']':
-			if len(open) == 0 || (c == '}') != (open[len(open)-1] == '{') {
-				return 0, false
-			}
-			open = open[:len(open)-1]
-			if len(open) == 0 {
-				return i + 1, true
-			}
-		}
-		i++
 	}
 	return 0, false
 }
