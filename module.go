@@ -74,13 +74,14 @@ type Handler struct {
 	// provision time.
 	BearerTokens []string `json:"bearer_tokens,omitempty"`
 
-	provider providers.Provider
-	name     string   // the provider's module name, e.g. "vivreal"
-	fields   []string // "http.webhook.<field>" for each provider field
-	keys     *keyring
-	creds    credentials
-	now      func() time.Time
-	logger   *zap.Logger
+	provider    providers.Provider
+	name        string   // the provider's module name, e.g. "vivreal"
+	fields      []string // "http.webhook.<field>" for each provider field
+	providerKey string   // "http.webhook.provider"
+	keys        *keyring
+	creds       credentials
+	now         func() time.Time
+	logger      *zap.Logger
 }
 
 // BasicAccount is one user name and password for HTTP Basic credentials.
@@ -275,13 +276,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// the buffer goes back to its pool when the request is over, after the
 	// access log and handle_errors have had a chance to read placeholders
 	context.AfterFunc(r.Context(), body.release)
+	declared := r.ContentLength == int64(len(buf))
 	r.Body = body
 	r.ContentLength = int64(len(buf))
 	r.TransferEncoding = nil
-	r.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	if cl := r.Header["Content-Length"]; !declared || len(cl) != 1 || cl[0] != strconv.Itoa(len(buf)) {
+		r.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	}
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set(placeholderPrefix+"provider", h.name)
 	repl.Map(body.placeholder)
 
 	return next.ServeHTTP(w, r)
@@ -364,6 +367,9 @@ func (b *verifiedBody) release() {
 func (b *verifiedBody) placeholder(key string) (any, bool) {
 	if !strings.HasPrefix(key, placeholderPrefix) {
 		return nil, false
+	}
+	if key == placeholderPrefix+"provider" {
+		return b.h.name, true
 	}
 	for i, f := range b.h.fields {
 		if f != key {

@@ -365,12 +365,12 @@ func TestClassFor(t *testing.T) {
 		if i2, s2 := classFor(size); i2 != idx || s2 != size {
 			t.Fatalf("classFor(%d) = %d, %d but classFor(%d) = %d, %d", n, idx, size, size, i2, s2)
 		}
-		pooled := idx < len(bufPools)
+		pooled := idx < len(freeLists)
 		if pooled != (n <= 16<<20) {
-			t.Fatalf("classFor(%d) = class %d of %d: pooled = %v", n, idx, len(bufPools), pooled)
+			t.Fatalf("classFor(%d) = class %d of %d: pooled = %v", n, idx, len(freeLists), pooled)
 		}
 	}
-	if idx, size := classFor(16 << 20); idx != len(bufPools)-1 || size != 16<<20 {
+	if idx, size := classFor(16 << 20); idx != len(freeLists)-1 || size != 16<<20 {
 		t.Errorf("classFor(16 MiB) = %d, %d; want the last pool", idx, size)
 	}
 }
@@ -1024,4 +1024,44 @@ func ExampleSign() {
 	mac := Sign(crypto.SHA256, secret, nil, body)
 	fmt.Println("sha256=" + hex.EncodeToString(mac))
 	// Output: sha256=6beceb1e1c3731509b41518c21f2f1506381544cfc22d080ffa12a51ed1651ae
+}
+
+// The free lists never hold more than maxPooledBytes, however many buffers
+// are given back; what they hold is handed out again; and a class in use
+// evicts the buffers of another class that fill the lists.
+func TestClassFreeListsBounded(t *testing.T) {
+	const size = 6 << 20 // a 5 MiB body's class
+	var held [][]byte
+	for range 2 * maxPooledBytes / size {
+		held = append(held, getBuf(size))
+	}
+	for _, b := range held {
+		putBuf(b)
+	}
+	if got := pooledBytes.Load(); got > maxPooledBytes {
+		t.Fatalf("free lists hold %d bytes, over the %d cap", got, maxPooledBytes)
+	}
+	c, _ := classFor(size)
+	list := func(c int) int {
+		freeLists[c].mu.Lock()
+		defer freeLists[c].mu.Unlock()
+		return len(freeLists[c].bufs)
+	}
+	if n := list(c); n != maxPooledBytes/size {
+		t.Fatalf("class of %d bytes holds %d buffers, want %d", size, n, maxPooledBytes/size)
+	}
+	// another class now takes the room it needs
+	const other = 12 << 20
+	big := getBuf(other)
+	putBuf(big)
+	oc, _ := classFor(other)
+	if list(oc) != 1 {
+		t.Fatalf("a %d-byte buffer was not pooled when other classes filled the lists", other)
+	}
+	if got := pooledBytes.Load(); got > maxPooledBytes {
+		t.Fatalf("free lists hold %d bytes, over the %d cap", got, maxPooledBytes)
+	}
+	if n := list(c); n != (maxPooledBytes-other)/size {
+		t.Fatalf("class of %d bytes holds %d buffers after eviction, want %d", size, n, (maxPooledBytes-other)/size)
+	}
 }
