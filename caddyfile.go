@@ -2,6 +2,7 @@ package webhookverify
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/dustin/go-humanize"
@@ -35,6 +36,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_body_size <size>             # default 10MiB
 //		basic_auth    <user> <password>  # repeatable; endpoint credentials
 //		bearer_token  <token>            # repeatable; endpoint credentials
+//		dedupe [<ttl>] {                 # deliver each event id once; default ttl 72h
+//			store        memory | redis <url>  # default memory
+//			key_prefix   <prefix>              # default webhook_verify:
+//			inflight_ttl <duration>            # default 60s
+//			max_entries  <n>                   # memory store; default 1000000
+//			require_id                         # 400 for an event without id
+//		}
 //	}
 //
 // <provider> is a sender's module name (vivreal, vev). Secrets and
@@ -103,6 +111,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("bearer_token needs exactly one token: bearer_token <token>")
 			}
 			h.BearerTokens = append(h.BearerTokens, args[0])
+		case "dedupe":
+			if h.Dedupe != nil {
+				return d.Err("dedupe already specified")
+			}
+			dd, err := parseDedupe(d)
+			if err != nil {
+				return err
+			}
+			h.Dedupe = dd
 		default:
 			if opt, ok := prov.(providers.CaddyfileOption); ok {
 				handled, err := opt.UnmarshalCaddyfileOption(d)
@@ -113,7 +130,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					continue
 				}
 			}
-			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, basic_auth or bearer_token", sub)
+			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, basic_auth, bearer_token or dedupe", sub)
 		}
 	}
 	if len(h.Secrets) == 0 {
@@ -121,6 +138,75 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	h.ProviderRaw = caddyconfig.JSONModuleObject(prov, "name", name, nil)
 	return nil
+}
+
+// parseDedupe parses "dedupe [<ttl>] { ... }".
+func parseDedupe(d *caddyfile.Dispenser) (*Dedupe, error) {
+	dd := new(Dedupe)
+	if d.NextArg() {
+		ttl, err := caddy.ParseDuration(d.Val())
+		if err != nil || ttl <= 0 {
+			return nil, d.Errf("dedupe: '%s' is not a duration: use e.g. dedupe 72h", d.Val())
+		}
+		dd.TTL = caddy.Duration(ttl)
+	}
+	if d.NextArg() {
+		return nil, d.Errf("dedupe takes one ttl, not '%s' too", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch sub := d.Val(); sub {
+		case "store":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "memory":
+				dd.Store = "memory"
+			case len(args) == 2 && args[0] == "redis":
+				dd.Store, dd.RedisURL = "redis", args[1]
+			default:
+				return nil, d.Err("dedupe store: use 'store memory' or 'store redis <redis://host:6379/0>'")
+			}
+		case "key_prefix":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return nil, d.Err("key_prefix takes one prefix")
+			}
+			dd.KeyPrefix = args[0]
+		case "inflight_ttl":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return nil, d.Err("inflight_ttl takes one duration, e.g. inflight_ttl 60s")
+			}
+			v, err := caddy.ParseDuration(args[0])
+			if err != nil || v <= 0 {
+				return nil, d.Errf("inflight_ttl: '%s' is not a duration: use e.g. 60s", args[0])
+			}
+			dd.InflightTTL = caddy.Duration(v)
+		case "max_entries":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return nil, d.Err("max_entries takes one number")
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n <= 0 {
+				return nil, d.Errf("max_entries: '%s' is not a positive number", args[0])
+			}
+			dd.MaxEntries = n
+		case "require_id":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			dd.RequireID = true
+		default:
+			return nil, d.Errf("unrecognized dedupe option '%s': use store, key_prefix, inflight_ttl, max_entries or require_id", sub)
+		}
+	}
+	if dd.Store == "redis" && dd.MaxEntries != 0 {
+		return nil, d.Err("max_entries applies to the memory store; Redis bounds itself (maxmemory)")
+	}
+	if dd.TTL != 0 && dd.InflightTTL > dd.TTL {
+		return nil, d.Err("inflight_ttl is longer than the dedupe ttl")
+	}
+	return dd, nil
 }
 
 // providerNames lists the registered senders.

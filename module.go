@@ -74,14 +74,18 @@ type Handler struct {
 	// provision time.
 	BearerTokens []string `json:"bearer_tokens,omitempty"`
 
-	provider    providers.Provider
-	name        string   // the provider's module name, e.g. "vivreal"
-	fields      []string // "http.webhook.<field>" for each provider field
-	providerKey string   // "http.webhook.provider"
-	keys        *keyring
-	creds       credentials
-	now         func() time.Time
-	logger      *zap.Logger
+	// Deliver each event to the next handler once, by its id. Off unless
+	// set; see Dedupe.
+	Dedupe *Dedupe `json:"dedupe,omitempty"`
+
+	provider providers.Provider
+	name     string   // the provider's module name, e.g. "vivreal"
+	fields   []string // "http.webhook.<field>" for each provider field
+	idIndex  int      // index of "id" in fields, or -1
+	keys     *keyring
+	creds    credentials
+	now      func() time.Time
+	logger   *zap.Logger
 }
 
 // BasicAccount is one user name and password for HTTP Basic credentials.
@@ -119,8 +123,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.provider = p
 	h.name = caddy.GetModuleName(p)
 	h.fields = make([]string, len(p.Fields()))
+	h.idIndex = -1
 	for i, f := range p.Fields() {
 		h.fields[i] = placeholderPrefix + f
+		if f == "id" {
+			h.idIndex = i
+		}
 	}
 
 	repl := caddy.NewReplacer()
@@ -160,6 +168,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("%s: %v", h.name, err)
 		}
 		h.creds.addBearer(tok)
+	}
+	if h.Dedupe != nil {
+		if h.idIndex < 0 {
+			return fmt.Errorf("%s: dedupe needs an event id, and this provider has none", h.name)
+		}
+		if err := h.Dedupe.provision(h); err != nil {
+			return fmt.Errorf("%s: %v", h.name, err)
+		}
+	}
+	return nil
+}
+
+// Cleanup releases the dedupe store (kept while another config uses it).
+func (h *Handler) Cleanup() error {
+	if h.Dedupe != nil {
+		return h.Dedupe.cleanup()
 	}
 	return nil
 }
@@ -287,6 +311,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(body.placeholder)
 
+	if h.Dedupe != nil {
+		return h.serveDedupe(w, r, next, body)
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -372,20 +399,25 @@ func (b *verifiedBody) placeholder(key string) (any, bool) {
 		return b.h.name, true
 	}
 	for i, f := range b.h.fields {
-		if f != key {
-			continue
+		if f == key {
+			return b.field(i), true
 		}
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.vals == nil {
-			b.vals = make([]string, len(b.h.fields))
-			if !b.released {
-				b.h.provider.Describe(b.header, b.buf, b.vals)
-			}
-		}
-		return b.vals[i], true
 	}
 	return nil, false
+}
+
+// field returns the value of the provider's i-th field, scanning the body
+// the first time a field is asked for.
+func (b *verifiedBody) field(i int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.vals == nil {
+		b.vals = make([]string, len(b.h.fields))
+		if !b.released {
+			b.h.provider.Describe(b.header, b.buf, b.vals)
+		}
+	}
+	return b.vals[i]
 }
 
 var errBodyReleased = errors.New("webhook body read after the request ended")
@@ -393,6 +425,7 @@ var errBodyReleased = errors.New("webhook body read after the request ended")
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

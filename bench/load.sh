@@ -68,7 +68,9 @@ start_caddy() {
 {
 	admin off
 	auto_https off
-	log default { level ERROR }
+	log default {
+		level ERROR
+	}
 }
 http://127.0.0.1:$port {
 $body
@@ -125,18 +127,18 @@ LUA
 			before=$(cpu_ticks "$pid")
 			taskset -c 0 timeout $((SECS + 30)) wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$OUT/post.lua" "http://127.0.0.1:$port/" >"$OUT/wrk.txt"
 			after=$(cpu_ticks "$pid")
-			python3 - "$label" "$name" "$round" "$((after - before))" "$CLK" <"$OUT/wrk.txt" >>"$OUT/runs.tsv" <<'PY'
+			python3 - "$label" "$name" "$round" "$((after - before))" "$CLK" "$OUT/wrk.txt" >>"$OUT/runs.tsv" <<'PY'
 import re, sys
 label, name, rnd, ticks, clk = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-txt = sys.stdin.read()
+txt = open(sys.argv[6]).read()
 def dur(s):
     m = re.match(r"([\d.]+)(us|ms|s)", s)
     return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
 reqs = int(re.search(r"(\d+) requests in", txt).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", txt).group(1))
-p50 = dur(re.search(r"50%\s+(\S+)", txt).group(1))
-p99 = dur(re.search(r"99%\s+(\S+)", txt).group(1))
-mean = dur(re.search(r"Latency\s+(\S+)", txt).group(1))
+p50 = dur(re.search(r"^\s+50%\s+(\S+)", txt, re.M).group(1))
+p99 = dur(re.search(r"^\s+99%\s+(\S+)", txt, re.M).group(1))
+mean = dur(re.search(r"^\s+Latency\s+(\S+)", txt, re.M).group(1))
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", txt)
 if errs:
     sys.exit(f"{name}: {errs.group(1)} non-2xx responses")

@@ -1,0 +1,187 @@
+package dedupe
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Memory is a Store in this process's memory: for a single gateway; its
+// entries are lost when Caddy stops. It holds at most MaxEntries keys; at
+// the limit it evicts the done entries nearest to expiry (never a claim in
+// flight) and reports how many through OnEvict.
+type Memory struct {
+	mu       sync.Mutex
+	entries  map[string]*memEntry
+	done     expiryHeap
+	inflight expiryHeap
+	max      int
+	tokens   atomic.Uint64
+	now      func() time.Time
+	onEvict  func(n int)
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+type memEntry struct {
+	key     string
+	token   uint64 // 0 once done
+	expires int64  // unix nanoseconds
+	index   int    // in done or inflight
+}
+
+// NewMemory returns a memory store of at most maxEntries keys. onEvict, if
+// not nil, is called (without the lock held) when entries are evicted to
+// make room. A janitor drops expired entries every sweep until Close.
+func NewMemory(maxEntries int, sweep time.Duration, onEvict func(n int)) *Memory {
+	m := &Memory{
+		entries: make(map[string]*memEntry),
+		max:     maxEntries,
+		now:     time.Now,
+		onEvict: onEvict,
+		stop:    make(chan struct{}),
+	}
+	if sweep > 0 {
+		go m.janitor(sweep)
+	}
+	return m
+}
+
+// Close stops the janitor.
+func (m *Memory) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	return nil
+}
+
+func (m *Memory) janitor(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.mu.Lock()
+			m.expire(m.now().UnixNano())
+			m.mu.Unlock()
+		}
+	}
+}
+
+// Len is the number of entries held, expired ones included until swept.
+func (m *Memory) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entries)
+}
+
+// expire drops the entries expired at now.
+func (m *Memory) expire(now int64) {
+	for _, h := range []*expiryHeap{&m.done, &m.inflight} {
+		for len(*h) > 0 && (*h)[0].expires <= now {
+			e := heap.Pop(h).(*memEntry)
+			delete(m.entries, e.key)
+		}
+	}
+}
+
+// Claim implements Store.
+func (m *Memory) Claim(_ context.Context, key string, inflightTTL time.Duration) (Claim, error) {
+	evicted := 0
+	defer func() {
+		if evicted > 0 && m.onEvict != nil {
+			m.onEvict(evicted)
+		}
+	}()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now().UnixNano()
+	if e, ok := m.entries[key]; ok {
+		if e.expires > now {
+			left := time.Duration(e.expires - now)
+			if e.token == 0 {
+				return Claim{Status: Duplicate, Left: left}, nil
+			}
+			return Claim{Status: InFlight, Left: left}, nil
+		}
+		m.remove(e)
+	}
+	if len(m.entries) >= m.max {
+		m.expire(now)
+		for len(m.entries) >= m.max && len(m.done) > 0 {
+			m.remove(m.done[0])
+			evicted++
+		}
+		if len(m.entries) >= m.max {
+			return Claim{}, fmt.Errorf("%w: %w: %d claims in flight", ErrStore, ErrFull, len(m.entries))
+		}
+	}
+	tok := m.tokens.Add(1)
+	e := &memEntry{key: key, token: tok, expires: now + int64(inflightTTL)}
+	m.entries[key] = e
+	heap.Push(&m.inflight, e)
+	return Claim{Status: Claimed, Token: strconv.FormatUint(tok, 10)}, nil
+}
+
+// remove drops e from the map and its heap.
+func (m *Memory) remove(e *memEntry) {
+	delete(m.entries, e.key)
+	if e.token == 0 {
+		heap.Remove(&m.done, e.index)
+	} else {
+		heap.Remove(&m.inflight, e.index)
+	}
+}
+
+// Done implements Store. The event is marked done even if the claim
+// expired meanwhile: it was delivered.
+func (m *Memory) Done(_ context.Context, key, _ string, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.entries[key]; ok {
+		m.remove(e)
+	}
+	e := &memEntry{key: key, expires: m.now().UnixNano() + int64(ttl)}
+	m.entries[key] = e
+	heap.Push(&m.done, e)
+	return nil
+}
+
+// Release implements Store.
+func (m *Memory) Release(_ context.Context, key, token string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.entries[key]; ok && e.token != 0 && strconv.FormatUint(e.token, 10) == token {
+		m.remove(e)
+	}
+	return nil
+}
+
+// expiryHeap is a min-heap of entries by expiry.
+type expiryHeap []*memEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires < h[j].expires }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*memEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+var _ Store = (*Memory)(nil)
