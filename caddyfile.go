@@ -34,6 +34,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	webhook_verify [<matcher>] <provider> [<secret>] {
 //		secret        <secret>           # repeatable; any one verifies (rotation)
 //		max_body_size <size>             # default 10MiB
+//		max_inflight_bytes <size>        # all bodies held at once; default 256MiB
 //		basic_auth    <user> <password>  # repeatable; endpoint credentials
 //		bearer_token  <token>            # repeatable; endpoint credentials
 //		dedupe [<ttl>] {                 # deliver each event id once; default ttl 72h
@@ -99,6 +100,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.Errf("max_body_size takes one size, not '%s' too", d.Val())
 			}
+		case "max_inflight_bytes":
+			if h.MaxInflightBytes != 0 {
+				return d.Err("max_inflight_bytes already specified")
+			}
+			if !d.NextArg() {
+				return d.Errf("max_inflight_bytes needs a size, e.g. max_inflight_bytes 256MiB")
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil || size == 0 || size > 1<<50 {
+				return d.Errf("max_inflight_bytes: '%s' is not a size: use e.g. 256MiB", d.Val())
+			}
+			h.MaxInflightBytes = int64(size)
+			if d.NextArg() {
+				return d.Errf("max_inflight_bytes takes one size, not '%s' too", d.Val())
+			}
 		case "basic_auth":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -130,7 +146,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					continue
 				}
 			}
-			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, basic_auth, bearer_token or dedupe", sub)
+			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, basic_auth, bearer_token or dedupe", sub)
 		}
 	}
 	if len(h.Secrets) == 0 {

@@ -24,7 +24,6 @@ const (
 	DefaultInflightTTL = 60 * time.Second
 	DefaultMaxEntries  = 1_000_000
 	DefaultKeyPrefix   = "webhook_verify:"
-	storeRetryAfter    = "5" // seconds, on 503 when the store is down
 	storeOpTimeout     = 2 * time.Second
 )
 
@@ -177,12 +176,14 @@ func (h *Handler) serveDedupe(w http.ResponseWriter, r *http.Request, next caddy
 		if c := h.logger.Check(zapcore.WarnLevel, "webhook without an id forwarded without dedupe"); c != nil {
 			c.Write(zap.String("provider", h.name), zap.String("remote_addr", r.RemoteAddr))
 		}
+		h.metrics.count(outcomeVerified)
 		return next.ServeHTTP(w, r)
 	}
 	key := d.KeyPrefix + h.name + ":" + id
 	claim, err := d.store.Claim(r.Context(), key, time.Duration(d.InflightTTL))
 	if err != nil {
-		w.Header().Set("Retry-After", storeRetryAfter)
+		w.Header().Set("Retry-After", retryAfter503)
+		h.metrics.count(outcomeStoreError)
 		if c := h.logger.Check(zapcore.ErrorLevel, "dedupe store unavailable"); c != nil {
 			c.Write(zap.String("provider", h.name), zap.String("id", id), zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
 		}
@@ -190,6 +191,7 @@ func (h *Handler) serveDedupe(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	switch claim.Status {
 	case dedupe.Duplicate:
+		h.metrics.count(outcomeDuplicate)
 		repl.Set(placeholderPrefix+"duplicate", "true")
 		h.logDuplicate(r, id, claim)
 		w.Header().Set("Content-Type", "application/json")
@@ -197,12 +199,14 @@ func (h *Handler) serveDedupe(w http.ResponseWriter, r *http.Request, next caddy
 		_, err := w.Write([]byte(`{"received":true,"duplicate":true}`))
 		return err
 	case dedupe.InFlight:
+		h.metrics.count(outcomeInFlight)
 		repl.Set(placeholderPrefix+"duplicate", "true")
 		h.logDuplicate(r, id, claim)
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(claim.Left)))
 		return caddyhttp.Error(http.StatusConflict, ErrInFlight)
 	}
 
+	h.metrics.count(outcomeVerified)
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err = next.ServeHTTP(rec, r)
 	status := rec.Status()

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/webhookverify/caddy-webhook-verify/dedupe"
 	"github.com/webhookverify/caddy-webhook-verify/providers"
 )
 
@@ -29,8 +31,12 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// DefaultMaxBodySize is the default limit on a webhook's body: 10 MiB.
-const DefaultMaxBodySize int64 = 10 << 20
+// Defaults of the limits.
+const (
+	DefaultMaxBodySize      int64 = 10 << 20  // a webhook's body: 10 MiB
+	DefaultMaxInflightBytes int64 = 256 << 20 // all bodies held at once: 256 MiB
+	retryAfter503                 = "5"       // seconds, when memory or the store is short
+)
 
 // Handler verifies a webhook sender's HMAC signature, and optionally the
 // endpoint's Basic or Bearer credentials, before the next handler runs.
@@ -74,6 +80,13 @@ type Handler struct {
 	// provision time.
 	BearerTokens []string `json:"bearer_tokens,omitempty"`
 
+	// The most body bytes this handler holds at once, over all requests;
+	// a body that would pass it is refused with 503 and Retry-After before
+	// it is buffered (by its Content-Length, or as a chunked body is read).
+	// Anyone can send large bodies without knowing the secret: this bounds
+	// the memory they take. Must be at least max_body_size. Default: 256 MiB.
+	MaxInflightBytes int64 `json:"max_inflight_bytes,omitempty"`
+
 	// Deliver each event to the next handler once, by its id. Off unless
 	// set; see Dedupe.
 	Dedupe *Dedupe `json:"dedupe,omitempty"`
@@ -84,6 +97,8 @@ type Handler struct {
 	idIndex  int      // index of "id" in fields, or -1
 	keys     *keyring
 	creds    credentials
+	inflight *atomic.Int64 // bytes reserved under MaxInflightBytes
+	metrics  *handlerMetrics
 	now      func() time.Time
 	logger   *zap.Logger
 }
@@ -109,6 +124,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = DefaultMaxBodySize
 	}
+	if h.MaxInflightBytes == 0 {
+		h.MaxInflightBytes = max(DefaultMaxInflightBytes, h.MaxBodySize)
+	}
+	h.inflight = new(atomic.Int64)
 	if h.ProviderRaw == nil {
 		return fmt.Errorf("no provider: set \"provider\": {\"name\": \"vivreal\"} (or another sender)")
 	}
@@ -122,6 +141,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.provider = p
 	h.name = caddy.GetModuleName(p)
+	if h.metrics, err = newHandlerMetrics(ctx, h.name); err != nil {
+		return fmt.Errorf("%s: registering metrics: %v", h.name, err)
+	}
 	h.fields = make([]string, len(p.Fields()))
 	h.idIndex = -1
 	for i, f := range p.Fields() {
@@ -240,6 +262,9 @@ func (h Handler) Validate() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must be positive, not %d", h.MaxBodySize)
 	}
+	if h.MaxInflightBytes < h.MaxBodySize {
+		return fmt.Errorf("max_inflight_bytes (%d) is smaller than max_body_size (%d): no body of the largest size could ever be held", h.MaxInflightBytes, h.MaxBodySize)
+	}
 	return nil
 }
 
@@ -259,16 +284,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.reject(r, http.StatusRequestEntityTooLarge, ErrBodyTooLarge)
 	}
 
-	signed, err := h.provider.Parse(r, h.now())
+	start := time.Now()
+	signed, err := h.provider.Parse(r, start)
 	if err != nil {
 		// a body over the limit is a 413 whatever its signature; with a
 		// declared length within the limit, the body need not be read
 		if r.ContentLength < 0 && r.Body != nil {
 			if derr := drainBody(r.Body, h.MaxBodySize); derr != nil {
-				return h.bodyError(r, derr)
+				return h.bodyError(w, r, derr)
 			}
 		}
 		return h.reject(r, http.StatusUnauthorized, err)
+	}
+
+	// reserve the body's bytes under max_inflight_bytes before buffering:
+	// a declared length up front, a chunked body as it is read
+	var src io.Reader = r.Body
+	var reserved int64
+	var chunked *budgetReader
+	if r.ContentLength > 0 {
+		if !h.reserve(r.ContentLength) {
+			return h.bodyError(w, r, ErrOverBudget)
+		}
+		reserved = r.ContentLength
+	} else if r.ContentLength < 0 && r.Body != nil {
+		chunked = &budgetReader{r: r.Body, h: h}
+		src = chunked
 	}
 
 	var macArr [4]hash.Hash
@@ -277,23 +318,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		m.Write(signed.Prefix)
 	}
 	var buf []byte
-	if r.Body != nil {
-		buf, err = readBody(r.Body, h.MaxBodySize, r.ContentLength, macs)
+	if src != nil {
+		buf, err = readBody(src, h.MaxBodySize, r.ContentLength, macs)
 	} else {
 		buf = getBuf(0)
 	}
+	if chunked != nil {
+		reserved = chunked.reserved
+	}
 	if err != nil {
 		h.keys.put(signed.Hash, macs)
-		return h.bodyError(r, err)
+		h.unreserve(reserved)
+		return h.bodyError(w, r, err)
 	}
 	err = Verify(macs, signed.Signatures)
 	h.keys.put(signed.Hash, macs)
 	if err != nil {
 		putBuf(buf)
+		h.unreserve(reserved)
 		return h.reject(r, http.StatusUnauthorized, err)
 	}
+	h.metrics.observe(len(buf), start)
 
-	body := &verifiedBody{buf: buf, h: h, header: r.Header}
+	body := &verifiedBody{buf: buf, h: h, header: r.Header, reserved: reserved}
 	if r.Body != nil {
 		_ = r.Body.Close()
 	}
@@ -314,26 +361,93 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Dedupe != nil {
 		return h.serveDedupe(w, r, next, body)
 	}
+	h.metrics.count(outcomeVerified)
 	return next.ServeHTTP(w, r)
 }
 
-// bodyError answers a failure to read the body: 413 past the limit, a
-// HandlerError from an earlier handler as it is, else 400.
-func (h *Handler) bodyError(r *http.Request, err error) error {
-	if errors.Is(err, ErrBodyTooLarge) {
+// reserve takes n bytes from max_inflight_bytes, if they are left.
+func (h *Handler) reserve(n int64) bool {
+	if h.inflight.Add(n) > h.MaxInflightBytes {
+		h.inflight.Add(-n)
+		return false
+	}
+	h.metrics.buffered.Add(float64(n))
+	return true
+}
+
+func (h *Handler) unreserve(n int64) {
+	if n != 0 {
+		h.inflight.Add(-n)
+		h.metrics.buffered.Sub(float64(n))
+	}
+}
+
+// budgetReader reserves a chunked body's bytes as they are read.
+type budgetReader struct {
+	r        io.Reader
+	h        *Handler
+	reserved int64
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		if !b.h.reserve(int64(n)) {
+			return 0, ErrOverBudget
+		}
+		b.reserved += int64(n)
+	}
+	return n, err
+}
+
+// bodyError answers a failure to read the body: 413 past the limit, 503
+// over the memory budget, a HandlerError from an earlier handler as it is,
+// else 400.
+func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) error {
+	switch {
+	case errors.Is(err, ErrBodyTooLarge):
 		return h.reject(r, http.StatusRequestEntityTooLarge, ErrBodyTooLarge)
+	case errors.Is(err, ErrOverBudget):
+		w.Header().Set("Retry-After", retryAfter503)
+		return h.reject(r, http.StatusServiceUnavailable, ErrOverBudget)
 	}
 	if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok {
+		h.metrics.count(outcomeReadError)
 		h.log(r, he.StatusCode, err)
 		return he
 	}
 	return h.reject(r, http.StatusBadRequest, err)
 }
 
-// reject logs the refusal and returns it as a caddyhttp.Error.
+// reject counts, logs and returns the refusal as a caddyhttp.Error.
 func (h *Handler) reject(r *http.Request, status int, reason error) error {
+	h.metrics.count(outcomeOf(reason))
 	h.log(r, status, reason)
 	return caddyhttp.Error(status, reason)
+}
+
+// outcomeOf maps a refusal's reason to its metrics outcome.
+func outcomeOf(reason error) string {
+	for _, o := range []struct {
+		err     error
+		outcome string
+	}{
+		{ErrMethodNotAllowed, outcomeMethodNotAllowed},
+		{ErrBadCredentials, outcomeBadCredentials},
+		{ErrBodyTooLarge, outcomeTooLarge},
+		{ErrOverBudget, outcomeOverBudget},
+		{providers.ErrMissingSignature, outcomeMissingSignature},
+		{providers.ErrMalformedSignature, outcomeMalformedSignature},
+		{ErrNoMatchingSignature, outcomeBadSignature},
+		{ErrNoID, outcomeMissingID},
+		{ErrInFlight, outcomeInFlight},
+		{dedupe.ErrStore, outcomeStoreError},
+	} {
+		if errors.Is(reason, o.err) {
+			return o.outcome
+		}
+	}
+	return outcomeReadError
 }
 
 func (h *Handler) log(r *http.Request, status int, reason error) {
@@ -356,6 +470,7 @@ type verifiedBody struct {
 	buf      []byte
 	off      int
 	released bool
+	reserved int64 // bytes held under max_inflight_bytes
 	h        *Handler
 	header   http.Header
 	vals     []string // nil until a placeholder is read
@@ -386,6 +501,7 @@ func (b *verifiedBody) release() {
 		b.released = true
 		putBuf(b.buf)
 		b.buf = nil
+		b.h.unreserve(b.reserved)
 	}
 }
 

@@ -28,6 +28,7 @@ var (
 	ErrBodyTooLarge        = errors.New("body too large")
 	ErrReadingBody         = errors.New("reading body")
 	ErrNoMatchingSignature = errors.New("no matching signature")
+	ErrOverBudget          = errors.New("too many bodies in flight")
 )
 
 // keyring holds the HMAC keys of the configured secrets and a pool of keyed
