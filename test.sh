@@ -36,3 +36,22 @@ go test -race -count=1 -timeout 10m ./...
 
 echo "== benchmarks, once each (so they never rot; figures: BENCHMARKS.md)"
 go test -run '^$' -bench . -benchtime=1x -count=1 ./...
+
+echo "== fuzz, 10 s per target"
+# Every Fuzz* target of every package, found with go test -list so that a
+# new target is fuzzed without editing this list; go test -fuzz takes one
+# target of one package at a time. The seed corpora (testdata/fuzz/) have
+# already run as plain tests above; a crasher found here is written to the
+# package's testdata/fuzz/<Target>/ and fails the run.
+fuzz_targets=$(go test -list '^Fuzz' ./... |
+	awk '/^Fuzz/ { names = names " " $1 } /^ok/ { if (names != "") print $2 names; names = "" }')
+if [ -z "$fuzz_targets" ]; then
+	echo "no fuzz targets found" >&2
+	exit 1
+fi
+while read -r pkg targets; do
+	for target in $targets; do
+		echo "-- $target ($pkg)"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime 10s "$pkg"
+	done
+done <<<"$fuzz_targets"

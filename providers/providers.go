@@ -113,6 +113,28 @@ func SingleHeader(h http.Header, name string) (string, error) {
 	return v, nil
 }
 
+// EqualFoldASCII reports whether a and b are equal ignoring the case of
+// ASCII letters only (strings.EqualFold would also fold Unicode, taking
+// "ſha256" for "sha256").
+func EqualFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // DecodeHex decodes s, in either case, into exactly size bytes.
 func DecodeHex(s string, size int) ([]byte, error) {
 	if len(s) != 2*size {

@@ -46,7 +46,7 @@ func (Vev) Parse(r *http.Request, _ time.Time) (Signed, error) {
 	if !ok {
 		return Signed{}, fmt.Errorf("%w: no algorithm", ErrMalformedSignature)
 	}
-	if !strings.EqualFold(algo, "sha512") {
+	if !EqualFoldASCII(algo, "sha512") {
 		return Signed{}, fmt.Errorf("%w: algorithm is not sha512", ErrMalformedSignature)
 	}
 	mac, err := DecodeHex(hexSig, crypto.SHA512.Size())

@@ -44,7 +44,7 @@ func (Vivreal) Parse(r *http.Request, _ time.Time) (Signed, error) {
 		return Signed{}, err
 	}
 	if algo, hexSig, ok := strings.Cut(v, "="); ok {
-		if !strings.EqualFold(algo, "sha256") {
+		if !EqualFoldASCII(algo, "sha256") {
 			return Signed{}, fmt.Errorf("%w: algorithm is not sha256", ErrMalformedSignature)
 		}
 		v = hexSig
