@@ -51,7 +51,7 @@ type Dedupe struct {
 
 	// How long a claim in flight holds before it frees itself (a gateway
 	// that died while forwarding). Set it above the upstream timeout.
-	// Default: 60s.
+	// Default: 60s, or ttl if that is shorter.
 	InflightTTL caddy.Duration `json:"inflight_ttl,omitempty"`
 
 	// "memory" (default): this process only, lost on restart. "redis":
@@ -93,11 +93,15 @@ func (p pooledStore) Destruct() error { return p.close() }
 
 // provision sets defaults and opens (or shares) the store.
 func (d *Dedupe) provision(h *Handler) error {
+	if d.Store == "redis" && d.MaxEntries != 0 {
+		return fmt.Errorf("dedupe: max_entries applies to the memory store; Redis bounds itself (maxmemory)")
+	}
 	if d.TTL == 0 {
 		d.TTL = caddy.Duration(DefaultDedupeTTL)
 	}
 	if d.InflightTTL == 0 {
-		d.InflightTTL = caddy.Duration(DefaultInflightTTL)
+		// a claim never outlives the done entry it becomes
+		d.InflightTTL = min(caddy.Duration(DefaultInflightTTL), d.TTL)
 	}
 	if d.MaxEntries == 0 {
 		d.MaxEntries = DefaultMaxEntries

@@ -262,7 +262,7 @@ func (h Handler) Validate() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must be positive, not %d", h.MaxBodySize)
 	}
-	if h.MaxInflightBytes < h.MaxBodySize {
+	if h.MaxInflightBytes != 0 && h.MaxInflightBytes < h.MaxBodySize {
 		return fmt.Errorf("max_inflight_bytes (%d) is smaller than max_body_size (%d): no body of the largest size could ever be held", h.MaxInflightBytes, h.MaxBodySize)
 	}
 	return nil
