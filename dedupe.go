@@ -184,7 +184,9 @@ func (h *Handler) serveDedupe(w http.ResponseWriter, r *http.Request, next caddy
 		return next.ServeHTTP(w, r)
 	}
 	key := d.KeyPrefix + h.name + ":" + id
-	claim, err := d.store.Claim(r.Context(), key, time.Duration(d.InflightTTL))
+	cctx, ccancel := context.WithTimeout(r.Context(), storeOpTimeout)
+	claim, err := d.store.Claim(cctx, key, time.Duration(d.InflightTTL))
+	ccancel()
 	if err != nil {
 		w.Header().Set("Retry-After", retryAfter503)
 		h.metrics.count(outcomeStoreError)

@@ -39,6 +39,7 @@ func NewRedis(url string) (*Redis, error) {
 	opts.WriteTimeout = redisIOTimeout
 	opts.PoolTimeout = redisDialTimeout
 	opts.MaxRetries = 1
+	opts.DialerRetries = 1 // go-redis tries 5 dials by default: 5 x 2 s per try
 	return &Redis{client: redis.NewClient(opts)}, nil
 }
 

@@ -21,8 +21,7 @@ type Server struct {
 	Port int
 	args []string
 	cmd  *exec.Cmd
-	out  *bytes.Buffer // the server's output, read once it exited
-	done chan struct{} // closed when the process exited
+	done chan struct{} // closed when cmd exited
 }
 
 // Start starts redis-server, or fails the test; outside CI, a machine
@@ -56,34 +55,68 @@ func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 
 func (s *Server) start() {
 	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		up, exited, out := s.launch(deadline)
+		switch {
+		case up:
+			return
+		case exited && strings.Contains(out, "Address already in use") && time.Now().Before(deadline):
+			// the port is held for a moment (e.g. as the local port of
+			// some outgoing connection): try again
+			time.Sleep(100 * time.Millisecond)
+		case exited:
+			s.t.Fatalf("redis-server on port %d exited at start: %s", s.Port, lastLines(out, 5))
+		default:
+			s.t.Fatalf("redis-server on port %d did not answer PING: %s", s.Port, lastLines(out, 5))
+		}
+	}
+}
+
+// launch starts redis-server and waits until it answers PING (up), it
+// exits, or the deadline passes (then it is stopped); out is its output
+// when it is not up.
+func (s *Server) launch(deadline time.Time) (up, exited bool, out string) {
+	s.t.Helper()
 	args := append([]string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port),
 		"--save", "", "--appendonly", "no", "--protected-mode", "no"},
 		s.args...)
-	s.cmd = exec.Command("redis-server", args...)
-	s.out = new(bytes.Buffer)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
+	cmd := exec.Command("redis-server", args...)
+	buf := new(bytes.Buffer) // read only once the process exited
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
 	done := make(chan struct{})
-	s.done = done
-	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(done) }(s.cmd)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+	exitedNow := func() bool {
 		select {
-		case <-done: // e.g. the port was taken meanwhile
+		case <-done:
 			s.cmd = nil
-			s.t.Fatalf("redis-server on port %d exited at start: %s", s.Port, lastLines(s.out.String(), 5))
+			return true
 		default:
+			return false
+		}
+	}
+	for time.Now().Before(deadline) {
+		if exitedNow() {
+			return false, true, buf.String()
 		}
 		if s.ping() {
-			return
+			// a server that failed to bind exits at once: make sure
+			// the one answering is ours, not another on that port
+			time.Sleep(50 * time.Millisecond)
+			if exitedNow() {
+				return false, true, buf.String()
+			}
+			return true, false, ""
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.Stop()
-	s.t.Fatalf("redis-server on port %d did not answer PING: %s", s.Port, lastLines(s.out.String(), 5))
+	return false, false, buf.String()
 }
 
 // lastLines is the last n lines of out.
