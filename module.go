@@ -274,13 +274,16 @@ const placeholderPrefix = "http.webhook."
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
+		closeUnread(w, r)
 		return h.reject(r, http.StatusMethodNotAllowed, ErrMethodNotAllowed)
 	}
 	if !h.creds.empty() && !h.creds.check(r.Header.Get("Authorization")) {
 		h.creds.challenge(w.Header())
+		closeUnread(w, r)
 		return h.reject(r, http.StatusUnauthorized, ErrBadCredentials)
 	}
 	if r.ContentLength > h.MaxBodySize {
+		closeUnread(w, r)
 		return h.reject(r, http.StatusRequestEntityTooLarge, ErrBodyTooLarge)
 	}
 
@@ -294,6 +297,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				return h.bodyError(w, r, derr)
 			}
 		}
+		closeUnread(w, r)
 		return h.reject(r, http.StatusUnauthorized, err)
 	}
 
@@ -304,6 +308,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	var chunked *budgetReader
 	if r.ContentLength > 0 {
 		if !h.reserve(r.ContentLength) {
+			closeUnread(w, r)
 			return h.bodyError(w, r, ErrOverBudget)
 		}
 		reserved = r.ContentLength
@@ -348,6 +353,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// access log and handle_errors have had a chance to read placeholders
 	context.AfterFunc(r.Context(), body.release)
 	declared := r.ContentLength == int64(len(buf))
+	r.Header.Del("Expect") // the body is here: the upstream need not ask for it
 	r.Body = body
 	r.ContentLength = int64(len(buf))
 	r.TransferEncoding = nil
@@ -363,6 +369,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	h.metrics.count(outcomeVerified)
 	return next.ServeHTTP(w, r)
+}
+
+// closeUnread asks for the connection to be closed after a refusal that
+// leaves a declared body unread. Otherwise net/http would read up to
+// 256 KiB of it to reuse the connection, and a client that sent
+// "Expect: 100-continue" would wait, with no 100 and no answer, until the
+// server's idle timeout.
+func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // reserve takes n bytes from max_inflight_bytes, if they are left.
