@@ -204,6 +204,10 @@ func evictOther(keep int) bool {
 	return false
 }
 
+// probes are the one-byte reads that look for EOF past a full buffer; a
+// pool, because a stack array passed to Read escapes to the heap.
+var probes = sync.Pool{New: func() any { return new([1]byte) }}
+
 // readBody reads r to EOF into a pooled buffer, feeding every MAC with the
 // bytes as they arrive: one pass over the body. It reads at most limit
 // bytes and returns ErrBodyTooLarge past that; sizeHint is the declared
@@ -216,10 +220,11 @@ func readBody(r io.Reader, limit, sizeHint int64, macs []hash.Hash) ([]byte, err
 	buf := getBuf(initial)
 	for {
 		var room []byte
+		var probe *[1]byte
 		if len(buf) == cap(buf) {
 			// full: probe for EOF before growing, so a body that
 			// exactly fills its buffer (a declared length) never grows
-			var probe [1]byte
+			probe = probes.Get().(*[1]byte)
 			room = probe[:]
 		} else {
 			room = buf[len(buf):cap(buf)]
@@ -228,15 +233,18 @@ func readBody(r io.Reader, limit, sizeHint int64, macs []hash.Hash) ([]byte, err
 			}
 		}
 		n, err := r.Read(room)
-		if n > 0 {
-			if len(buf) == cap(buf) {
+		if probe != nil {
+			if n > 0 {
 				nb := getBuf(2 * cap(buf))
 				nb = append(nb, buf...)
 				putBuf(buf)
 				buf = append(nb, room[:n]...)
-			} else {
-				buf = buf[:len(buf)+n]
 			}
+			probes.Put(probe)
+		} else {
+			buf = buf[:len(buf)+n]
+		}
+		if n > 0 {
 			chunk := buf[len(buf)-n:]
 			for _, m := range macs {
 				m.Write(chunk)
