@@ -99,7 +99,7 @@ type Handler struct {
 	creds    credentials
 	inflight *atomic.Int64 // bytes reserved under MaxInflightBytes
 	metrics  *handlerMetrics
-	now      func() time.Time
+	now      func() time.Time // the providers' clock; swapped in tests
 	logger   *zap.Logger
 }
 
@@ -288,7 +288,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	start := time.Now()
-	signed, err := h.provider.Parse(r, start)
+	signed, err := h.provider.Parse(r, h.now())
 	if err != nil {
 		// a body over the limit is a 413 whatever its signature; with a
 		// declared length within the limit, the body need not be read
