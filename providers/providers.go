@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -111,6 +112,31 @@ func SingleHeader(h http.Header, name string) (string, error) {
 		return "", fmt.Errorf("%w: empty %s header", ErrMissingSignature, name)
 	}
 	return v, nil
+}
+
+// ParseHexSignature reads the single header name holding "<algo>=<hex>"
+// (or bare "<hex>" when the prefix is optional) and returns the decoded
+// MAC of hash h. The algorithm name is matched in ASCII case only, the hex
+// in either case. It is the whole Parse of a sender that MACs the body
+// alone, such as Vivreal, Vev or GitHub.
+func ParseHexSignature(hdr http.Header, name, algo string, h crypto.Hash, prefixRequired bool) (Signed, error) {
+	v, err := SingleHeader(hdr, name)
+	if err != nil {
+		return Signed{}, err
+	}
+	if a, hexSig, ok := strings.Cut(v, "="); ok {
+		if !EqualFoldASCII(a, algo) {
+			return Signed{}, fmt.Errorf("%w: algorithm is not %s", ErrMalformedSignature, algo)
+		}
+		v = hexSig
+	} else if prefixRequired {
+		return Signed{}, fmt.Errorf("%w: no algorithm", ErrMalformedSignature)
+	}
+	mac, err := DecodeHex(v, h.Size())
+	if err != nil {
+		return Signed{}, err
+	}
+	return Signed{Hash: h, Signatures: [][]byte{mac}}, nil
 }
 
 // EqualFoldASCII reports whether a and b are equal ignoring the case of

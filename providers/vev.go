@@ -2,9 +2,7 @@ package providers
 
 import (
 	"crypto"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -38,22 +36,7 @@ const VevSignatureHeader = "X-Vev-Signature"
 
 // Parse reads X-Vev-Signature: "sha512=<hex>".
 func (Vev) Parse(r *http.Request, _ time.Time) (Signed, error) {
-	v, err := SingleHeader(r.Header, VevSignatureHeader)
-	if err != nil {
-		return Signed{}, err
-	}
-	algo, hexSig, ok := strings.Cut(v, "=")
-	if !ok {
-		return Signed{}, fmt.Errorf("%w: no algorithm", ErrMalformedSignature)
-	}
-	if !EqualFoldASCII(algo, "sha512") {
-		return Signed{}, fmt.Errorf("%w: algorithm is not sha512", ErrMalformedSignature)
-	}
-	mac, err := DecodeHex(hexSig, crypto.SHA512.Size())
-	if err != nil {
-		return Signed{}, err
-	}
-	return Signed{Hash: crypto.SHA512, Signatures: [][]byte{mac}}, nil
+	return ParseHexSignature(r.Header, VevSignatureHeader, "sha512", crypto.SHA512, true)
 }
 
 var vevFields = []string{"id", "event", "hosting"}

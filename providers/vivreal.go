@@ -2,9 +2,7 @@ package providers
 
 import (
 	"crypto"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -39,21 +37,7 @@ const VivrealSignatureHeader = "X-Vivreal-Signature"
 
 // Parse reads X-Vivreal-Signature: "<hex>" or "sha256=<hex>".
 func (Vivreal) Parse(r *http.Request, _ time.Time) (Signed, error) {
-	v, err := SingleHeader(r.Header, VivrealSignatureHeader)
-	if err != nil {
-		return Signed{}, err
-	}
-	if algo, hexSig, ok := strings.Cut(v, "="); ok {
-		if !EqualFoldASCII(algo, "sha256") {
-			return Signed{}, fmt.Errorf("%w: algorithm is not sha256", ErrMalformedSignature)
-		}
-		v = hexSig
-	}
-	mac, err := DecodeHex(v, crypto.SHA256.Size())
-	if err != nil {
-		return Signed{}, err
-	}
-	return Signed{Hash: crypto.SHA256, Signatures: [][]byte{mac}}, nil
+	return ParseHexSignature(r.Header, VivrealSignatureHeader, "sha256", crypto.SHA256, false)
 }
 
 var vivrealFields = []string{"id", "event"}
