@@ -35,6 +35,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		secret        <secret>           # repeatable; any one verifies (rotation)
 //		max_body_size <size>             # default 10MiB
 //		max_inflight_bytes <size>        # all bodies held at once; default 256MiB
+//		body_timeout  <duration>         # a body arrives within it or gets 408; default 30s
 //		basic_auth    <user> <password>  # repeatable; endpoint credentials
 //		bearer_token  <token>            # repeatable; endpoint credentials
 //		dedupe [<ttl>] {                 # deliver each event id once; default ttl 72h
@@ -72,7 +73,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		h.Secrets = append(h.Secrets, d.Val())
 	}
 	if d.NextArg() {
-		return d.Errf("unexpected argument '%s': secrets after the first go in the block, one 'secret <secret>' line each", d.Val())
+		// not echoed: it may be a second secret
+		return d.Err("unexpected argument after the secret: secrets after the first go in the block, one 'secret <secret>' line each")
 	}
 
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -93,13 +95,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_body_size needs a size, e.g. max_body_size 10MiB")
 			}
 			size, err := humanize.ParseBytes(d.Val())
-			if err != nil || size == 0 || size > 1<<40 {
+			if err != nil || size == 0 {
 				return d.Errf("max_body_size: '%s' is not a size: use e.g. 10MiB or 512KB", d.Val())
+			}
+			if size > uint64(maxMaxBodySize) {
+				return d.Errf("max_body_size: %s is over the 1GiB this module buffers", d.Val())
 			}
 			h.MaxBodySize = int64(size)
 			if d.NextArg() {
 				return d.Errf("max_body_size takes one size, not '%s' too", d.Val())
 			}
+		case "body_timeout":
+			if h.BodyTimeout != 0 {
+				return d.Err("body_timeout already specified")
+			}
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return d.Err("body_timeout takes one duration, e.g. body_timeout 30s")
+			}
+			v, err := caddy.ParseDuration(args[0])
+			if err != nil || v <= 0 {
+				return d.Errf("body_timeout: '%s' is not a duration: use e.g. 30s", args[0])
+			}
+			h.BodyTimeout = caddy.Duration(v)
 		case "max_inflight_bytes":
 			if h.MaxInflightBytes != 0 {
 				return d.Err("max_inflight_bytes already specified")
@@ -146,7 +164,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					continue
 				}
 			}
-			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, basic_auth, bearer_token or dedupe", sub)
+			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token or dedupe", sub)
 		}
 	}
 	if len(h.Secrets) == 0 {

@@ -75,7 +75,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{
 			name:  "two positional secrets",
 			input: `webhook_verify vivreal {env.A} {env.B}`,
-			want:  []string{"unexpected argument '{env.B}'", "one 'secret <secret>' line each"},
+			want:  []string{"unexpected argument after the secret", "one 'secret <secret>' line each"},
 			line:  1,
 		},
 		{
@@ -139,7 +139,7 @@ func TestCaddyfileErrors(t *testing.T) {
 			input: `webhook_verify vivreal {env.S} {
 				max_body_size 2TiB
 			}`,
-			want: []string{"max_body_size: '2TiB' is not a size"},
+			want: []string{"max_body_size: 2TiB is over the 1GiB this module buffers"},
 			line: 2,
 		},
 		{
@@ -207,7 +207,7 @@ func TestCaddyfileErrors(t *testing.T) {
 
 				max_body 1MiB
 			}`,
-			want: []string{"unrecognized subdirective 'max_body': use secret, max_body_size, max_inflight_bytes, basic_auth, bearer_token or dedupe"},
+			want: []string{"unrecognized subdirective 'max_body': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token or dedupe"},
 			line: 4,
 		},
 		{
@@ -320,12 +320,12 @@ func TestCaddyfileGood(t *testing.T) {
 			want:     Handler{Secrets: []string{"{env.S}"}, MaxBodySize: 1024},
 		},
 		{
-			name: "max_body_size at the 1 TiB ceiling",
+			name: "max_body_size at the 1 GiB ceiling",
 			input: `webhook_verify vev {env.S} {
-				max_body_size 1TiB
+				max_body_size 1GiB
 			}`,
 			provider: "vev",
-			want:     Handler{Secrets: []string{"{env.S}"}, MaxBodySize: 1 << 40},
+			want:     Handler{Secrets: []string{"{env.S}"}, MaxBodySize: 1 << 30},
 		},
 		{
 			name: "two basic_auth accounts",

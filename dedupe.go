@@ -25,6 +25,7 @@ const (
 	DefaultMaxEntries  = 1_000_000
 	DefaultKeyPrefix   = "webhook_verify:"
 	storeOpTimeout     = 2 * time.Second
+	maxDedupeTTL       = 366 * 24 * time.Hour
 )
 
 // Reasons of the dedupe refusals.
@@ -112,6 +113,9 @@ func (d *Dedupe) provision(h *Handler) error {
 	if d.TTL < 0 || d.InflightTTL < 0 || d.MaxEntries < 0 {
 		return fmt.Errorf("dedupe: ttl, inflight_ttl and max_entries must be positive")
 	}
+	if d.TTL > caddy.Duration(maxDedupeTTL) {
+		return fmt.Errorf("dedupe: ttl %s is over a year; senders stop retrying within days", time.Duration(d.TTL))
+	}
 	if d.InflightTTL > d.TTL {
 		return fmt.Errorf("dedupe: inflight_ttl (%s) is longer than ttl (%s)", time.Duration(d.InflightTTL), time.Duration(d.TTL))
 	}
@@ -168,11 +172,10 @@ func (d *Dedupe) cleanup() error {
 }
 
 // serveDedupe runs next at most once per event id.
-func (h *Handler) serveDedupe(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, body *verifiedBody) error {
+func (h *Handler) serveDedupe(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, id string) (err error) {
 	d := h.Dedupe
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set(placeholderPrefix+"duplicate", "false")
-	id := body.field(h.idIndex)
 	if id == "" {
 		if d.RequireID {
 			return h.reject(r, http.StatusBadRequest, ErrNoID)
@@ -184,7 +187,9 @@ func (h *Handler) serveDedupe(w http.ResponseWriter, r *http.Request, next caddy
 		return next.ServeHTTP(w, r)
 	}
 	key := d.KeyPrefix + h.name + ":" + id
-	cctx, ccancel := context.WithTimeout(r.Context(), storeOpTimeout)
+	// not under the request's context: a sender that hangs up must not
+	// look like a store outage, nor leave a claim whose reply was lost
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeOpTimeout)
 	claim, err := d.store.Claim(cctx, key, time.Duration(d.InflightTTL))
 	ccancel()
 	if err != nil {
@@ -214,26 +219,40 @@ func (h *Handler) serveDedupe(w http.ResponseWriter, r *http.Request, next caddy
 
 	h.metrics.count(outcomeVerified)
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	returned := false
+	// settle the claim even if next panics (reverse_proxy aborts with
+	// http.ErrAbortHandler when the client goes away mid-response): a 2xx
+	// status that was written means the backend took the event
+	defer func() {
+		status := rec.Status()
+		if status == 0 && returned && err == nil {
+			status = http.StatusOK // nothing written: net/http answers 200
+		}
+		h.settle(r, key, id, claim.Token, status >= 200 && status < 300)
+	}()
 	err = next.ServeHTTP(rec, r)
-	status := rec.Status()
-	if status == 0 && err == nil {
-		status = http.StatusOK // nothing written: net/http answers 200
-	}
+	returned = true
+	return err
+}
+
+// settle marks a claimed event done (delivered) or releases the claim, so
+// that the sender's retry goes through.
+func (h *Handler) settle(r *http.Request, key, id, token string, delivered bool) {
+	d := h.Dedupe
 	// the sender may have gone; the claim must still be settled
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeOpTimeout)
 	defer cancel()
-	if err == nil && status >= 200 && status < 300 {
-		if serr := d.store.Done(ctx, key, claim.Token, time.Duration(d.TTL)); serr != nil {
+	if delivered {
+		if serr := d.store.Done(ctx, key, token, time.Duration(d.TTL)); serr != nil {
 			if c := h.logger.Check(zapcore.ErrorLevel, "dedupe: marking a delivered event done failed; a retry after inflight_ttl may be delivered again"); c != nil {
 				c.Write(zap.String("provider", h.name), zap.String("id", id), zap.Error(serr))
 			}
 		}
-	} else if serr := d.store.Release(ctx, key, claim.Token); serr != nil {
+	} else if serr := d.store.Release(ctx, key, token); serr != nil {
 		if c := h.logger.Check(zapcore.ErrorLevel, "dedupe: releasing a failed event's claim failed; its retry waits for inflight_ttl"); c != nil {
 			c.Write(zap.String("provider", h.name), zap.String("id", id), zap.Error(serr))
 		}
 	}
-	return err
 }
 
 func (h *Handler) logDuplicate(r *http.Request, id string, claim dedupe.Claim) {

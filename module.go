@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +36,9 @@ func init() {
 const (
 	DefaultMaxBodySize      int64 = 10 << 20  // a webhook's body: 10 MiB
 	DefaultMaxInflightBytes int64 = 256 << 20 // all bodies held at once: 256 MiB
-	retryAfter503                 = "5"       // seconds, when memory or the store is short
+	DefaultBodyTimeout            = 30 * time.Second
+	maxMaxBodySize          int64 = 1 << 30 // 1 GiB: a webhook, not an upload
+	retryAfter503                 = "5"     // seconds, when memory or the store is short
 )
 
 // Handler verifies a webhook sender's HMAC signature, and optionally the
@@ -79,6 +82,12 @@ type Handler struct {
 	// basic_auth also set, either one passes. Placeholders are resolved at
 	// provision time.
 	BearerTokens []string `json:"bearer_tokens,omitempty"`
+
+	// How long a body may take to arrive, from the end of the headers; a
+	// slower one gets 408 and its reservation under max_inflight_bytes is
+	// returned. Senders give up after 20 s (Vev) or 30 s (Vivreal).
+	// Default: 30s.
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
 
 	// The most body bytes this handler holds at once, over all requests;
 	// a body that would pass it is refused with 503 and Retry-After before
@@ -126,6 +135,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.MaxInflightBytes == 0 {
 		h.MaxInflightBytes = max(DefaultMaxInflightBytes, h.MaxBodySize)
+	}
+	if h.BodyTimeout == 0 {
+		h.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
 	}
 	h.inflight = new(atomic.Int64)
 	if h.ProviderRaw == nil {
@@ -262,6 +274,12 @@ func (h Handler) Validate() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must be positive, not %d", h.MaxBodySize)
 	}
+	if h.MaxBodySize > maxMaxBodySize {
+		return fmt.Errorf("max_body_size %d is over the 1 GiB this module buffers", h.MaxBodySize)
+	}
+	if h.BodyTimeout < 0 {
+		return fmt.Errorf("body_timeout must be positive")
+	}
 	if h.MaxInflightBytes != 0 && h.MaxInflightBytes < h.MaxBodySize {
 		return fmt.Errorf("max_inflight_bytes (%d) is smaller than max_body_size (%d): no body of the largest size could ever be held", h.MaxInflightBytes, h.MaxBodySize)
 	}
@@ -317,6 +335,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		src = chunked
 	}
 
+	// a body that does not arrive within body_timeout frees its
+	// reservation: senders that stall cannot hold the budget
+	timer := time.AfterFunc(time.Duration(h.BodyTimeout), func() {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	})
+
 	var macArr [4]hash.Hash
 	macs := h.keys.macs(signed.Hash, macArr[:0])
 	for _, m := range macs {
@@ -328,6 +352,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else {
 		buf = getBuf(0)
 	}
+	timer.Stop()
 	if chunked != nil {
 		reserved = chunked.reserved
 	}
@@ -349,6 +374,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if r.Body != nil {
 		_ = r.Body.Close()
 	}
+	var id string
+	if h.Dedupe != nil {
+		id = body.field(h.idIndex) // before the buffer can be released
+	}
 	// the buffer goes back to its pool when the request is over, after the
 	// access log and handle_errors have had a chance to read placeholders
 	context.AfterFunc(r.Context(), body.release)
@@ -365,7 +394,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Map(body.placeholder)
 
 	if h.Dedupe != nil {
-		return h.serveDedupe(w, r, next, body)
+		return h.serveDedupe(w, r, next, id)
 	}
 	h.metrics.count(outcomeVerified)
 	return next.ServeHTTP(w, r)
@@ -376,8 +405,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // 256 KiB of it to reuse the connection, and a client that sent
 // "Expect: 100-continue" would wait, with no 100 and no answer, until the
 // server's idle timeout.
+//
+// HTTP/1 only: on HTTP/2 the header would close the sender's whole
+// multiplexed connection, and the stream is reset by itself.
 func closeUnread(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > 0 {
+	if r.ProtoMajor == 1 && r.ContentLength > 0 {
 		w.Header().Set("Connection", "close")
 	}
 }
@@ -433,7 +465,14 @@ func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) e
 		h.log(r, he.StatusCode, err)
 		return he
 	}
-	return h.reject(r, http.StatusBadRequest, err)
+	// the detail (addresses, the I/O error) goes to the log, not the client
+	status := http.StatusBadRequest
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		status = http.StatusRequestTimeout
+	}
+	h.metrics.count(outcomeReadError)
+	h.log(r, status, err)
+	return caddyhttp.Error(status, ErrReadingBody)
 }
 
 // reject counts, logs and returns the refusal as a caddyhttp.Error.

@@ -6,15 +6,25 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # The integration tests run Caddy on fixed ports (admin 2999, HTTP 9080,
-# HTTPS 9443). A caddy or test binary left over from an earlier run would
-# answer in its place: stop it.
+# HTTPS 9443). A caddy or Go test binary left over from an earlier run
+# would answer in its place: stop it. Anything else on those ports is not
+# ours to kill: say so and stop.
 free_ports() {
-	local port pids
+	local port pid comm
 	for port in 2999 9080 9443; do
-		pids=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true)
-		for pid in $pids; do
-			echo "test.sh: stopping $(cat /proc/$pid/comm 2>/dev/null) (pid $pid) holding port $port" >&2
-			kill "$pid" 2>/dev/null || true
+		for pid in $(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true); do
+			# argv[0], not comm (cut at 15 characters)
+			comm=$(basename "$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)" 2>/dev/null || true)
+			case "$comm" in
+			caddy | *.test)
+				echo "test.sh: stopping leftover $comm (pid $pid) holding port $port" >&2
+				kill "$pid" 2>/dev/null || true
+				;;
+			*)
+				echo "test.sh: port $port is held by $comm (pid $pid); the integration tests need it: stop it and rerun" >&2
+				exit 1
+				;;
+			esac
 		done
 	done
 	sleep 0.5

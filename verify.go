@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/webhookverify/caddy-webhook-verify/providers"
 )
 
 // Reasons a request is refused. Each is the message of the caddyhttp.Error
@@ -215,7 +217,9 @@ var probes = sync.Pool{New: func() any { return new([1]byte) }}
 func readBody(r io.Reader, limit, sizeHint int64, macs []hash.Hash) ([]byte, error) {
 	initial := 32 << 10
 	if sizeHint >= 0 && sizeHint <= limit {
-		initial = int(sizeHint)
+		// a declared length is allocated up front, up to the largest
+		// pooled class; a larger body grows as it arrives
+		initial = int(min(sizeHint, 1<<maxClassShift))
 	}
 	buf := getBuf(initial)
 	for {
@@ -308,7 +312,7 @@ func (c *credentials) check(authorization string) bool {
 	param = strings.TrimLeft(param, " ")
 	ok := 0
 	switch {
-	case strings.EqualFold(scheme, "Basic") && len(c.basic) > 0:
+	case providers.EqualFoldASCII(scheme, "Basic") && len(c.basic) > 0:
 		raw, err := base64.StdEncoding.DecodeString(param)
 		if err != nil {
 			return false
@@ -321,7 +325,7 @@ func (c *credentials) check(authorization string) bool {
 		for _, acct := range c.basic {
 			ok |= subtle.ConstantTimeCompare(u[:], acct[0][:]) & subtle.ConstantTimeCompare(p[:], acct[1][:])
 		}
-	case strings.EqualFold(scheme, "Bearer") && len(c.bearer) > 0:
+	case providers.EqualFoldASCII(scheme, "Bearer") && len(c.bearer) > 0:
 		t := sha256.Sum256([]byte(param))
 		for _, tok := range c.bearer {
 			ok |= subtle.ConstantTimeCompare(t[:], tok[:])
