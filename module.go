@@ -482,28 +482,33 @@ func (h *Handler) reject(r *http.Request, status int, reason error) error {
 	return caddyhttp.Error(status, reason)
 }
 
-// outcomeOf maps a refusal's reason to its metrics outcome.
+// outcomes maps each refusal's reason to its metrics outcome.
+var outcomes = []struct {
+	err     error
+	outcome string
+}{
+	{ErrMethodNotAllowed, outcomeMethodNotAllowed},
+	{ErrBadCredentials, outcomeBadCredentials},
+	{ErrBodyTooLarge, outcomeTooLarge},
+	{ErrOverBudget, outcomeOverBudget},
+	{ErrReadingBody, outcomeReadError},
+	{providers.ErrMissingSignature, outcomeMissingSignature},
+	{providers.ErrMalformedSignature, outcomeMalformedSignature},
+	{ErrNoMatchingSignature, outcomeBadSignature},
+	{ErrNoID, outcomeMissingID},
+	{ErrInFlight, outcomeInFlight},
+	{dedupe.ErrStore, outcomeStoreError},
+}
+
+// outcomeOf maps a refusal's reason to its metrics outcome. A provider's
+// Parse error that wraps neither sentinel counts as a malformed signature.
 func outcomeOf(reason error) string {
-	for _, o := range []struct {
-		err     error
-		outcome string
-	}{
-		{ErrMethodNotAllowed, outcomeMethodNotAllowed},
-		{ErrBadCredentials, outcomeBadCredentials},
-		{ErrBodyTooLarge, outcomeTooLarge},
-		{ErrOverBudget, outcomeOverBudget},
-		{providers.ErrMissingSignature, outcomeMissingSignature},
-		{providers.ErrMalformedSignature, outcomeMalformedSignature},
-		{ErrNoMatchingSignature, outcomeBadSignature},
-		{ErrNoID, outcomeMissingID},
-		{ErrInFlight, outcomeInFlight},
-		{dedupe.ErrStore, outcomeStoreError},
-	} {
+	for _, o := range outcomes {
 		if errors.Is(reason, o.err) {
 			return o.outcome
 		}
 	}
-	return outcomeReadError
+	return outcomeMalformedSignature
 }
 
 func (h *Handler) log(r *http.Request, status int, reason error) {

@@ -41,6 +41,9 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== xcaddy.sh build (the README's gateway builds)"
+./xcaddy.sh build
+
 echo "== go test -race"
 go test -race -count=1 -timeout 10m ./...
 

@@ -22,11 +22,13 @@ build() {
 		go build -o ./caddy ./cmd/caddy
 	fi
 	# smoke test: the module is in the binary
-	./caddy list-modules | grep -q '^http.handlers.webhook_verify$' || {
+	local modules
+	modules=$(./caddy list-modules)
+	if ! grep -qx 'http.handlers.webhook_verify' <<<"$modules"; then
 		echo "xcaddy.sh: ./caddy lacks http.handlers.webhook_verify" >&2
 		exit 1
-	}
-	echo "xcaddy.sh: built ./caddy with $(./caddy list-modules | grep -c webhook_verify) webhook_verify modules" >&2
+	fi
+	echo "xcaddy.sh: built ./caddy with $(grep -c webhook_verify <<<"$modules") webhook_verify modules" >&2
 }
 
 case "${1:-build}" in
