@@ -91,20 +91,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.MaxBodySize != 0 {
 				return d.Err("max_body_size already specified")
 			}
-			if !d.NextArg() {
-				return d.Errf("max_body_size needs a size, e.g. max_body_size 10MiB")
+			size, err := parseSize(d, "max_body_size", "10MiB", "10MiB or 512KB", uint64(maxMaxBodySize), "the 1GiB this module buffers")
+			if err != nil {
+				return err
 			}
-			size, err := humanize.ParseBytes(d.Val())
-			if err != nil || size == 0 {
-				return d.Errf("max_body_size: '%s' is not a size: use e.g. 10MiB or 512KB", d.Val())
-			}
-			if size > uint64(maxMaxBodySize) {
-				return d.Errf("max_body_size: %s is over the 1GiB this module buffers", d.Val())
-			}
-			h.MaxBodySize = int64(size)
-			if d.NextArg() {
-				return d.Errf("max_body_size takes one size, not '%s' too", d.Val())
-			}
+			h.MaxBodySize = size
 		case "body_timeout":
 			if h.BodyTimeout != 0 {
 				return d.Err("body_timeout already specified")
@@ -122,17 +113,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.MaxInflightBytes != 0 {
 				return d.Err("max_inflight_bytes already specified")
 			}
-			if !d.NextArg() {
-				return d.Errf("max_inflight_bytes needs a size, e.g. max_inflight_bytes 256MiB")
+			size, err := parseSize(d, "max_inflight_bytes", "256MiB", "256MiB", 1<<50, "1PiB")
+			if err != nil {
+				return err
 			}
-			size, err := humanize.ParseBytes(d.Val())
-			if err != nil || size == 0 || size > 1<<50 {
-				return d.Errf("max_inflight_bytes: '%s' is not a size: use e.g. 256MiB", d.Val())
-			}
-			h.MaxInflightBytes = int64(size)
-			if d.NextArg() {
-				return d.Errf("max_inflight_bytes takes one size, not '%s' too", d.Val())
-			}
+			h.MaxInflightBytes = size
 		case "basic_auth":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -172,6 +157,26 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	h.ProviderRaw = caddyconfig.JSONModuleObject(prov, "name", name, nil)
 	return nil
+}
+
+// parseSize parses the single size argument of the subdirective name, a
+// positive size of at most limit bytes (described by limitText).
+func parseSize(d *caddyfile.Dispenser, name, example, examples string, limit uint64, limitText string) (int64, error) {
+	if !d.NextArg() {
+		return 0, d.Errf("%s needs a size, e.g. %s %s", name, name, example)
+	}
+	size, err := humanize.ParseBytes(d.Val())
+	if err != nil || size == 0 {
+		return 0, d.Errf("%s: '%s' is not a size: use e.g. %s", name, d.Val(), examples)
+	}
+	if size > limit {
+		return 0, d.Errf("%s: %s is over %s", name, d.Val(), limitText)
+	}
+	v := int64(size)
+	if d.NextArg() {
+		return 0, d.Errf("%s takes one size, not '%s' too", name, d.Val())
+	}
+	return v, nil
 }
 
 // parseDedupe parses "dedupe [<ttl>] { ... }".

@@ -229,10 +229,11 @@ func resolve(repl *caddy.Replacer, raw, what string) (string, error) {
 	if raw == "" {
 		return "", fmt.Errorf("%s is empty", what)
 	}
-	v, err := repl.ReplaceOrErr(raw, true, true)
-	if err != nil && !strings.HasPrefix(err.Error(), "evaluated placeholder") {
+	// an unknown placeholder is a different mistake from an empty one
+	if _, err := repl.ReplaceOrErr(raw, false, true); err != nil {
 		return "", fmt.Errorf("%s has a placeholder Caddy does not know: use {env.NAME} or {file./path}, or escape literal braces as \\{ and \\}", what)
 	}
+	v, err := repl.ReplaceOrErr(raw, true, false)
 	if err != nil || v == "" {
 		hint := ""
 		if strings.Contains(raw, "{env.") {
@@ -335,12 +336,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		src = chunked
 	}
 
-	// a body that does not arrive within body_timeout frees its
-	// reservation: senders that stall cannot hold the budget
-	timer := time.AfterFunc(time.Duration(h.BodyTimeout), func() {
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
-	})
-
 	var macArr [4]hash.Hash
 	macs := h.keys.macs(signed.Hash, macArr[:0])
 	for _, m := range macs {
@@ -348,11 +343,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	var buf []byte
 	if src != nil {
+		// a body that does not arrive within body_timeout frees its
+		// reservation: senders that stall cannot hold the budget
+		timer := time.AfterFunc(time.Duration(h.BodyTimeout), func() {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		})
 		buf, err = readBody(src, h.MaxBodySize, r.ContentLength, macs)
+		timer.Stop()
 	} else {
 		buf = getBuf(0)
 	}
-	timer.Stop()
 	if chunked != nil {
 		reserved = chunked.reserved
 	}
