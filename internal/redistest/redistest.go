@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,8 +25,9 @@ type Server struct {
 	done chan struct{} // closed when cmd exited
 }
 
-// Start starts redis-server, or fails the test; outside CI, a machine
-// without redis-server skips it instead (CI installs it: .ci/run).
+// Start starts redis-server, or fails the test. Without redis-server, the
+// test fails when CI is set (CI installs it: .ci/run) and is skipped
+// otherwise, with a message saying that the Redis tests did not run.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	return StartWithArgs(t)
@@ -39,13 +41,30 @@ func StartWithArgs(t testing.TB, args ...string) *Server {
 		if os.Getenv("CI") != "" {
 			t.Fatal("redis-server is not installed (apt-get install redis-server)")
 		}
-		t.Skip("redis-server is not installed (apt-get install redis-server)")
+		notRun(t)
 	}
 	s := &Server{t: t, Port: freePort(t), args: append([]string(nil), args...)}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
 }
+
+// warnOnce prints the missing redis-server warning once per test binary.
+var warnOnce sync.Once
+
+// notRun skips t, saying loudly that Redis was not tested: in the skip
+// message (go test -v) and once per test binary on stderr (shown by go
+// test in a package's directory without arguments, or when the package
+// fails; go test ./... hides a passing package's output, so test.sh says
+// it too).
+func notRun(t testing.TB) {
+	t.Helper()
+	warnOnce.Do(func() { fmt.Fprintln(os.Stderr, notRunMsg) })
+	t.Skip(notRunMsg)
+}
+
+const notRunMsg = "WARNING: redis-server is not installed: the Redis tests were NOT run " +
+	"(apt-get install redis-server; with CI set this is a failure)"
 
 // Addr is host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
@@ -83,6 +102,7 @@ func (s *Server) launch(deadline time.Time) (up, exited bool, out string) {
 		"--save", "", "--appendonly", "no", "--protected-mode", "no"},
 		s.args...)
 	cmd := exec.Command("redis-server", args...)
+	cmd.SysProcAttr = procAttr()
 	buf := new(bytes.Buffer) // read only once the process exited
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {

@@ -2,11 +2,15 @@ package redistest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -145,4 +149,111 @@ func TestRestartWhilePortHeldForAMoment(t *testing.T) {
 	if got := send(t, s, "PING"); got != "+PONG\r\n" {
 		t.Fatalf("PING after Restart: %q", got)
 	}
+}
+
+// A test binary killed before its Cleanup runs (SIGKILL, or the panic of
+// go test -timeout) takes its redis-server with it. The test runs itself
+// as a child that starts a server and reports its pid and address, kills
+// the child with SIGKILL, and waits for the server to be gone.
+func TestServerDiesWithTestBinary(t *testing.T) {
+	if os.Getenv("REDISTEST_CHILD") == "1" {
+		s := Start(t)
+		fmt.Printf("redis pid=%d addr=%s\n", s.cmd.Process.Pid, s.Addr())
+		time.Sleep(time.Minute) // until the parent kills us
+		return
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("Pdeathsig is Linux only")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	child := exec.Command(os.Args[0], "-test.run=^TestServerDiesWithTestBinary$", "-test.v", "-test.count=1")
+	child.Env = append(os.Environ(), "REDISTEST_CHILD=1")
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	childDone := false
+	t.Cleanup(func() {
+		if !childDone {
+			_ = child.Process.Kill()
+			_ = child.Wait()
+		}
+	})
+	type started struct {
+		pid  int
+		addr string
+	}
+	got := make(chan started, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var st started
+			if n, _ := fmt.Sscanf(sc.Text(), "redis pid=%d addr=%s", &st.pid, &st.addr); n == 2 {
+				got <- st
+			}
+		}
+	}()
+	var st started
+	select {
+	case st = <-got:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the child did not start redis-server")
+	}
+	// should this test fail, still stop the server the child started (if
+	// that pid is still it)
+	gone := false
+	t.Cleanup(func() {
+		if gone || !alive(st.pid) {
+			return
+		}
+		// redis-server retitles itself "redis-server 127.0.0.1:<port>"
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(st.pid) + "/cmdline")
+		cmdline := string(b)
+		_, port, _ := net.SplitHostPort(st.addr)
+		if strings.Contains(cmdline, "redis-server") &&
+			(strings.Contains(cmdline, st.addr) || strings.Contains(cmdline, "\x00"+port+"\x00")) {
+			_ = syscall.Kill(st.pid, syscall.SIGKILL)
+		}
+	})
+	if !alive(st.pid) {
+		t.Fatalf("redis-server (pid %d) is not running", st.pid)
+	}
+
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	childDone = true
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(st.pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server (pid %d) still runs 5 s after its test binary was killed", st.pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	gone = true
+	if c, err := net.DialTimeout("tcp", st.addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still answers after its test binary was killed", st.addr)
+	}
+}
+
+// alive reports whether pid is a running process (a zombie, dead but not
+// yet reaped by whoever inherited it, is not).
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses
+	rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
 }
