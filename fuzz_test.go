@@ -190,7 +190,9 @@ func (rec *fzRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	}
 	rec.body = b
 	rec.repl = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	rec.vb, _ = r.Body.(*verifiedBody)
+	if br, ok := r.Body.(*bodyReader); ok {
+		rec.vb = br.b
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

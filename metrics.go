@@ -21,6 +21,8 @@ const (
 	outcomeMethodNotAllowed   = "method_not_allowed"
 	outcomeOverBudget         = "over_budget"
 	outcomeReadError          = "read_error"
+	outcomeTimeout            = "timeout"
+	outcomeProviderError      = "provider_error"
 	outcomeMissingID          = "missing_id"
 	outcomeDuplicate          = "duplicate"
 	outcomeInFlight           = "in_flight"
@@ -30,7 +32,8 @@ const (
 var allOutcomes = []string{
 	outcomeVerified, outcomeMissingSignature, outcomeMalformedSignature, outcomeBadSignature,
 	outcomeBadCredentials, outcomeTooLarge, outcomeMethodNotAllowed, outcomeOverBudget,
-	outcomeReadError, outcomeMissingID, outcomeDuplicate, outcomeInFlight, outcomeStoreError,
+	outcomeReadError, outcomeTimeout, outcomeProviderError, outcomeMissingID, outcomeDuplicate,
+	outcomeInFlight, outcomeStoreError,
 }
 
 // The collectors are created once per process and registered in each

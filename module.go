@@ -4,27 +4,17 @@
 package webhookverify
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash"
-	"io"
-	"net/http"
-	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/webhookverify/caddy-webhook-verify/dedupe"
 	"github.com/webhookverify/caddy-webhook-verify/providers"
 )
 
@@ -44,19 +34,40 @@ const (
 // Handler verifies a webhook sender's HMAC signature, and optionally the
 // endpoint's Basic or Bearer credentials, before the next handler runs.
 //
-// It answers, as a caddyhttp.Error that the site's handle_errors can shape:
-// 405 (with Allow: POST) for any method but POST; 401 (with a
-// WWW-Authenticate challenge per configured scheme) for missing or wrong
-// credentials, checked before the body is read; 413 for a body over
-// max_body_size, nothing being forwarded; 401 for a missing, repeated,
-// malformed or wrong signature. Each refusal is logged once with the
-// provider, the reason and the remote address.
+// EXPERIMENTAL: the JSON form may still change before a 1.0 release.
+//
+// It answers every refusal as a caddyhttp.Error, which the site's
+// handle_errors can shape, with a short reason as {err.message} (never a
+// secret, a signature or the body):
+//
+//   - 405 (with Allow: POST) for any method but POST;
+//   - 401 (with a WWW-Authenticate challenge per configured scheme) for
+//     missing or wrong credentials, checked before the body is read;
+//   - 413 for a body over max_body_size, declared or read, whatever its
+//     signature;
+//   - 401 for a missing, repeated, malformed (a stale timestamp included)
+//     or wrong signature;
+//   - 503 (with Retry-After) when max_inflight_bytes is reached;
+//   - 408 when the body does not arrive within body_timeout;
+//   - 400 when the body cannot be read (the client's connection failed);
+//   - 500 when the provider names a hash this binary lacks (a bug);
+//   - with dedupe: 200 {"received":true,"duplicate":true} for an event
+//     already delivered (written by the handler itself), 409 (with
+//     Retry-After) for one in flight, 400 for an event without an id
+//     under require_id, and 503 (with Retry-After) when the store cannot
+//     be reached.
+//
+// Each refusal is logged once, with the provider, the status, the reason
+// and the client's address, and counted once in
+// caddy_webhook_verify_requests_total. A refusal that leaves a body unread
+// closes an HTTP/1 connection.
 //
 // A verified request reaches the next handler (reverse_proxy, typically)
-// with its body byte for byte as received and Content-Length set, and with
-// these placeholders: {http.webhook.provider}, {http.webhook.id},
-// {http.webhook.event}, and the sender's own (Vev: {http.webhook.hosting}).
-// The event fields are read from the body only if a placeholder is used.
+// with its body byte for byte as received, Content-Length set, no
+// Expect and no trailers, and with these placeholders:
+// {http.webhook.provider}, {http.webhook.id}, {http.webhook.event}, and
+// the sender's own (Vev: {http.webhook.hosting}). The event fields are
+// read from the body only if a placeholder is used.
 type Handler struct {
 	// The webhook sender, a module in the http.webhook_verify.providers
 	// namespace chosen with the inline key "name": {"name": "vivreal"}.
@@ -96,8 +107,12 @@ type Handler struct {
 	// the memory they take. Must be at least max_body_size. Default: 256 MiB.
 	MaxInflightBytes int64 `json:"max_inflight_bytes,omitempty"`
 
-	// Deliver each event to the next handler once, by its id. Off unless
-	// set; see Dedupe.
+	// Deliver each event to the next handler once, by its id: the event
+	// is claimed in a store (memory, or Redis for several gateways) before
+	// it is forwarded, marked done for a ttl when the next handler answers
+	// 2xx, and released otherwise so that the sender's retry goes
+	// through. A retry of a delivered event is answered 200 with
+	// {"received":true,"duplicate":true}, one in flight 409. Off unless set.
 	Dedupe *Dedupe `json:"dedupe,omitempty"`
 
 	provider providers.Provider
@@ -110,11 +125,19 @@ type Handler struct {
 	metrics  *handlerMetrics
 	now      func() time.Time // the providers' clock; swapped in tests
 	logger   *zap.Logger
+
+	// eagerFields: the hand-over reads the event fields (the id) before
+	// the body can be released (dedupe)
+	eagerFields bool
 }
 
 // BasicAccount is one user name and password for HTTP Basic credentials.
 type BasicAccount struct {
+	// The user name. Placeholders are resolved at provision time.
 	Username string `json:"username"`
+	// The password, in plain text as the sender sends it (it is kept
+	// only as a SHA-256 digest). Placeholders such as {env.VEV_PASSWORD}
+	// are resolved at provision time.
 	Password string `json:"password"`
 }
 
@@ -210,6 +233,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := h.Dedupe.provision(h); err != nil {
 			return fmt.Errorf("%s: %v", h.name, err)
 		}
+		h.eagerFields = true
 	}
 	return nil
 }
@@ -288,316 +312,6 @@ func (h Handler) Validate() error {
 }
 
 const placeholderPrefix = "http.webhook."
-
-// ServeHTTP verifies the request and calls next only for a genuine webhook.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		closeUnread(w, r)
-		return h.reject(r, http.StatusMethodNotAllowed, ErrMethodNotAllowed)
-	}
-	if !h.creds.empty() && !h.creds.check(r.Header.Get("Authorization")) {
-		h.creds.challenge(w.Header())
-		closeUnread(w, r)
-		return h.reject(r, http.StatusUnauthorized, ErrBadCredentials)
-	}
-	if r.ContentLength > h.MaxBodySize {
-		closeUnread(w, r)
-		return h.reject(r, http.StatusRequestEntityTooLarge, ErrBodyTooLarge)
-	}
-
-	start := time.Now()
-	signed, err := h.provider.Parse(r, h.now())
-	if err != nil {
-		// a body over the limit is a 413 whatever its signature; with a
-		// declared length within the limit, the body need not be read
-		if r.ContentLength < 0 && r.Body != nil {
-			if derr := drainBody(r.Body, h.MaxBodySize); derr != nil {
-				return h.bodyError(w, r, derr)
-			}
-		}
-		closeUnread(w, r)
-		return h.reject(r, http.StatusUnauthorized, err)
-	}
-
-	// reserve the body's bytes under max_inflight_bytes before buffering:
-	// a declared length up front, a chunked body as it is read
-	var src io.Reader = r.Body
-	var reserved int64
-	var chunked *budgetReader
-	if r.ContentLength > 0 {
-		if !h.reserve(r.ContentLength) {
-			closeUnread(w, r)
-			return h.bodyError(w, r, ErrOverBudget)
-		}
-		reserved = r.ContentLength
-	} else if r.ContentLength < 0 && r.Body != nil {
-		chunked = &budgetReader{r: r.Body, h: h}
-		src = chunked
-	}
-
-	var macArr [4]hash.Hash
-	macs := h.keys.macs(signed.Hash, macArr[:0])
-	for _, m := range macs {
-		m.Write(signed.Prefix)
-	}
-	var buf []byte
-	if src != nil {
-		// a body that does not arrive within body_timeout frees its
-		// reservation: senders that stall cannot hold the budget
-		timer := time.AfterFunc(time.Duration(h.BodyTimeout), func() {
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
-		})
-		buf, err = readBody(src, h.MaxBodySize, r.ContentLength, macs)
-		timer.Stop()
-	} else {
-		buf = getBuf(0)
-	}
-	if chunked != nil {
-		reserved = chunked.reserved
-	}
-	if err != nil {
-		h.keys.put(signed.Hash, macs)
-		h.unreserve(reserved)
-		return h.bodyError(w, r, err)
-	}
-	err = Verify(macs, signed.Signatures)
-	h.keys.put(signed.Hash, macs)
-	if err != nil {
-		putBuf(buf)
-		h.unreserve(reserved)
-		return h.reject(r, http.StatusUnauthorized, err)
-	}
-	h.metrics.observe(len(buf), start)
-
-	body := &verifiedBody{buf: buf, h: h, header: r.Header, reserved: reserved}
-	if r.Body != nil {
-		_ = r.Body.Close()
-	}
-	var id string
-	if h.Dedupe != nil {
-		id = body.field(h.idIndex) // before the buffer can be released
-	}
-	// the buffer goes back to its pool when the request is over, after the
-	// access log and handle_errors have had a chance to read placeholders
-	context.AfterFunc(r.Context(), body.release)
-	declared := r.ContentLength == int64(len(buf))
-	r.Header.Del("Expect") // the body is here: the upstream need not ask for it
-	r.Body = body
-	r.ContentLength = int64(len(buf))
-	r.TransferEncoding = nil
-	if cl := r.Header["Content-Length"]; !declared || len(cl) != 1 || cl[0] != strconv.Itoa(len(buf)) {
-		r.Header.Set("Content-Length", strconv.Itoa(len(buf)))
-	}
-
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Map(body.placeholder)
-
-	if h.Dedupe != nil {
-		return h.serveDedupe(w, r, next, id)
-	}
-	h.metrics.count(outcomeVerified)
-	return next.ServeHTTP(w, r)
-}
-
-// closeUnread asks for the connection to be closed after a refusal that
-// leaves a declared body unread. Otherwise net/http would read up to
-// 256 KiB of it to reuse the connection, and a client that sent
-// "Expect: 100-continue" would wait, with no 100 and no answer, until the
-// server's idle timeout.
-//
-// HTTP/1 only: on HTTP/2 the header would close the sender's whole
-// multiplexed connection, and the stream is reset by itself.
-func closeUnread(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && r.ContentLength > 0 {
-		w.Header().Set("Connection", "close")
-	}
-}
-
-// reserve takes n bytes from max_inflight_bytes, if they are left.
-func (h *Handler) reserve(n int64) bool {
-	if h.inflight.Add(n) > h.MaxInflightBytes {
-		h.inflight.Add(-n)
-		return false
-	}
-	h.metrics.buffered.Add(float64(n))
-	return true
-}
-
-func (h *Handler) unreserve(n int64) {
-	if n != 0 {
-		h.inflight.Add(-n)
-		h.metrics.buffered.Sub(float64(n))
-	}
-}
-
-// budgetReader reserves a chunked body's bytes as they are read.
-type budgetReader struct {
-	r        io.Reader
-	h        *Handler
-	reserved int64
-}
-
-func (b *budgetReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if n > 0 {
-		if !b.h.reserve(int64(n)) {
-			return 0, ErrOverBudget
-		}
-		b.reserved += int64(n)
-	}
-	return n, err
-}
-
-// bodyError answers a failure to read the body: 413 past the limit, 503
-// over the memory budget, a HandlerError from an earlier handler as it is,
-// else 400.
-func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) error {
-	switch {
-	case errors.Is(err, ErrBodyTooLarge):
-		return h.reject(r, http.StatusRequestEntityTooLarge, ErrBodyTooLarge)
-	case errors.Is(err, ErrOverBudget):
-		w.Header().Set("Retry-After", retryAfter503)
-		return h.reject(r, http.StatusServiceUnavailable, ErrOverBudget)
-	}
-	if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok {
-		h.metrics.count(outcomeReadError)
-		h.log(r, he.StatusCode, err)
-		return he
-	}
-	// the detail (addresses, the I/O error) goes to the log, not the client
-	status := http.StatusBadRequest
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		status = http.StatusRequestTimeout
-	}
-	h.metrics.count(outcomeReadError)
-	h.log(r, status, err)
-	return caddyhttp.Error(status, ErrReadingBody)
-}
-
-// reject counts, logs and returns the refusal as a caddyhttp.Error.
-func (h *Handler) reject(r *http.Request, status int, reason error) error {
-	h.metrics.count(outcomeOf(reason))
-	h.log(r, status, reason)
-	return caddyhttp.Error(status, reason)
-}
-
-// outcomes maps each refusal's reason to its metrics outcome.
-var outcomes = []struct {
-	err     error
-	outcome string
-}{
-	{ErrMethodNotAllowed, outcomeMethodNotAllowed},
-	{ErrBadCredentials, outcomeBadCredentials},
-	{ErrBodyTooLarge, outcomeTooLarge},
-	{ErrOverBudget, outcomeOverBudget},
-	{ErrReadingBody, outcomeReadError},
-	{providers.ErrMissingSignature, outcomeMissingSignature},
-	{providers.ErrMalformedSignature, outcomeMalformedSignature},
-	{ErrNoMatchingSignature, outcomeBadSignature},
-	{ErrNoID, outcomeMissingID},
-	{ErrInFlight, outcomeInFlight},
-	{dedupe.ErrStore, outcomeStoreError},
-}
-
-// outcomeOf maps a refusal's reason to its metrics outcome. A provider's
-// Parse error that wraps neither sentinel counts as a malformed signature.
-func outcomeOf(reason error) string {
-	for _, o := range outcomes {
-		if errors.Is(reason, o.err) {
-			return o.outcome
-		}
-	}
-	return outcomeMalformedSignature
-}
-
-func (h *Handler) log(r *http.Request, status int, reason error) {
-	if c := h.logger.Check(zapcore.InfoLevel, "webhook rejected"); c != nil {
-		c.Write(
-			zap.String("provider", h.name),
-			zap.Int("status", status),
-			zap.String("reason", reason.Error()),
-			zap.String("remote_addr", r.RemoteAddr),
-		)
-	}
-}
-
-// verifiedBody is the body handed to the next handler: the verified bytes,
-// in a pooled buffer that is returned to its pool once the request is over.
-// It also computes the event placeholders from those bytes, once, when one
-// is first read.
-type verifiedBody struct {
-	mu       sync.Mutex
-	buf      []byte
-	off      int
-	released bool
-	reserved int64 // bytes held under max_inflight_bytes
-	h        *Handler
-	header   http.Header
-	vals     []string // nil until a placeholder is read
-}
-
-func (b *verifiedBody) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.released {
-		return 0, errBodyReleased
-	}
-	if b.off >= len(b.buf) {
-		return 0, io.EOF
-	}
-	n := copy(p, b.buf[b.off:])
-	b.off += n
-	return n, nil
-}
-
-// Close does nothing: the buffer outlives the body's readers, for the
-// placeholders, and is released with the request.
-func (b *verifiedBody) Close() error { return nil }
-
-func (b *verifiedBody) release() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.released {
-		b.released = true
-		putBuf(b.buf)
-		b.buf = nil
-		b.h.unreserve(b.reserved)
-	}
-}
-
-// placeholder is a caddy.ReplacerFunc for the {http.webhook.<field>}
-// placeholders: the body is scanned the first time one is read.
-func (b *verifiedBody) placeholder(key string) (any, bool) {
-	if !strings.HasPrefix(key, placeholderPrefix) {
-		return nil, false
-	}
-	if key == placeholderPrefix+"provider" {
-		return b.h.name, true
-	}
-	for i, f := range b.h.fields {
-		if f == key {
-			return b.field(i), true
-		}
-	}
-	return nil, false
-}
-
-// field returns the value of the provider's i-th field, scanning the body
-// the first time a field is asked for.
-func (b *verifiedBody) field(i int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.vals == nil {
-		b.vals = make([]string, len(b.h.fields))
-		if !b.released {
-			b.h.provider.Describe(b.header, b.buf, b.vals)
-		}
-	}
-	return b.vals[i]
-}
-
-var errBodyReleased = errors.New("webhook body read after the request ended")
 
 // Interface guards
 var (

@@ -470,7 +470,7 @@ func vecVerify(k *keyring, h crypto.Hash, body []byte, sigs ...[]byte) error {
 	for _, m := range macs {
 		m.Write(body)
 	}
-	err := Verify(macs, sigs)
+	err := verifyMACs(macs, sigs)
 	k.put(h, macs)
 	return err
 }
@@ -541,7 +541,7 @@ func TestVerifyCandidates(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrNoMatchingSignature", tc.name, err)
 		}
 	}
-	if err := Verify(nil, [][]byte{right}); !errors.Is(err, ErrNoMatchingSignature) {
+	if err := verifyMACs(nil, [][]byte{right}); !errors.Is(err, ErrNoMatchingSignature) {
 		t.Errorf("no MACs: %v", err)
 	}
 	if msg := ErrNoMatchingSignature.Error(); strings.Contains(msg, hex.EncodeToString(right)[:12]) {
@@ -611,7 +611,7 @@ func TestVerifyKeyringConcurrent(t *testing.T) {
 						}
 						m.Write(it.body)
 					}
-					err := Verify(macs, [][]byte{it.sig})
+					err := verifyMACs(macs, [][]byte{it.sig})
 					k.put(it.h, macs)
 					if err != nil {
 						errs <- fmt.Errorf("%s: %v", it.name, err)
@@ -856,7 +856,7 @@ func vecRun(t *testing.T, p providers.Provider, header, value string, secrets []
 		k.put(signed.Hash, macs)
 		return nil, err
 	}
-	err = Verify(macs, signed.Signatures)
+	err = verifyMACs(macs, signed.Signatures)
 	k.put(signed.Hash, macs)
 	return buf, err
 }

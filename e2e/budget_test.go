@@ -315,7 +315,7 @@ http://127.0.0.1:%d {
 			} else {
 				hdr["Content-Length"] = strconv.Itoa(len(body))
 			}
-			readErrorsBefore := c.scrape().requests(t, "vivreal", "read_error")
+			timeoutsBefore := c.scrape().requests(t, "vivreal", "timeout")
 			sent := time.Now()
 			conn := rawPost(t, port, "/hook", hdr, first)
 
@@ -346,8 +346,8 @@ http://127.0.0.1:%d {
 			if r, _ := up.counts(id); r != 0 {
 				t.Errorf("the stalled request reached the upstream %d times", r)
 			}
-			if got := c.scrape().requests(t, "vivreal", "read_error"); got != readErrorsBefore+1 {
-				t.Errorf("read_error went from %v to %v, want +1", readErrorsBefore, got)
+			if got := c.scrape().requests(t, "vivreal", "timeout"); got != timeoutsBefore+1 {
+				t.Errorf("timeout went from %v to %v, want +1", timeoutsBefore, got)
 			}
 
 			// the next one passes

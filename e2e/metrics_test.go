@@ -330,7 +330,7 @@ func TestMetrics(t *testing.T) {
 var allOutcomes = []string{
 	"verified", "missing_signature", "malformed_signature", "bad_signature",
 	"bad_credentials", "too_large", "method_not_allowed", "over_budget",
-	"read_error", "missing_id", "duplicate", "in_flight", "store_error",
+	"read_error", "timeout", "provider_error", "missing_id", "duplicate", "in_flight", "store_error",
 }
 
 // checkLabels: the module's series have bounded labels only, and none of

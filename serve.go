@@ -1,0 +1,303 @@
+package webhookverify
+
+import (
+	"context"
+	"errors"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhookverify/caddy-webhook-verify/dedupe"
+	"github.com/webhookverify/caddy-webhook-verify/providers"
+)
+
+// ServeHTTP verifies the request and hands it over only if it is a genuine
+// webhook: screen (method, credentials, declared size), parse the
+// signature, read and verify the body, hand the verified request over.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if err := h.screen(w, r); err != nil {
+		return err
+	}
+	start := time.Now()
+	signed, err := h.provider.Parse(r, h.now())
+	if err != nil {
+		return h.refuseUnsigned(w, r, err)
+	}
+	if !signed.Hash.Available() {
+		// a provider's bug (a hash not linked in), not the sender's
+		closeUnread(w, r)
+		return h.refuse(r, caddyhttp.Error(http.StatusInternalServerError, ErrProviderHash))
+	}
+
+	body := &verifiedBody{h: h}
+	defer body.releaseUnlessHanded() // every path until the hand-over, panics included
+	if err := h.readVerified(w, r, signed, body); err != nil {
+		return err
+	}
+	h.metrics.observe(len(body.buf), start)
+	h.handOver(r, body)
+	return h.deliver(w, r, next, body)
+}
+
+// screen refuses, before anything is read, a request that is not a POST,
+// lacks the endpoint's credentials, or declares a body over max_body_size.
+func (h *Handler) screen(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		closeUnread(w, r)
+		return h.refuse(r, caddyhttp.Error(http.StatusMethodNotAllowed, ErrMethodNotAllowed))
+	}
+	if !h.creds.empty() && !h.creds.check(r.Header.Get("Authorization")) {
+		h.creds.challenge(w.Header())
+		closeUnread(w, r)
+		return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, ErrBadCredentials))
+	}
+	if r.ContentLength > h.MaxBodySize {
+		closeUnread(w, r)
+		return h.refuse(r, caddyhttp.Error(http.StatusRequestEntityTooLarge, ErrBodyTooLarge))
+	}
+	return nil
+}
+
+// refuseUnsigned answers a request whose signature is missing or
+// malformed: 401, unless its body is over max_body_size (413 whatever the
+// signature). A declared length was screened already; a chunked body is
+// drained, under body_timeout, up to the limit to tell.
+func (h *Handler) refuseUnsigned(w http.ResponseWriter, r *http.Request, reason error) error {
+	if r.ContentLength < 0 && r.Body != nil {
+		err := h.readTimed(w, func() error { return drainBody(r.Body, h.MaxBodySize) })
+		if err != nil {
+			return h.bodyError(w, r, err)
+		}
+	} else {
+		closeUnread(w, r)
+	}
+	return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, reason))
+}
+
+// readVerified reserves the body's bytes under max_inflight_bytes (a
+// declared length up front, a chunked body as it is read), reads it under
+// body_timeout into body, computing the MACs as it arrives, and checks
+// the signature. On error body may hold a buffer and a reservation: the
+// caller releases it.
+func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody) error {
+	var src io.Reader = r.Body
+	if r.ContentLength > 0 {
+		if !body.reserve(r.ContentLength) {
+			return h.bodyError(w, r, ErrOverBudget)
+		}
+	} else if r.ContentLength < 0 && r.Body != nil {
+		src = &budgetReader{r: r.Body, b: body}
+	}
+
+	var macArr [4]hash.Hash
+	macs := h.keys.macs(signed.Hash, macArr[:0])
+	defer h.keys.put(signed.Hash, macs)
+	for _, m := range macs {
+		m.Write(signed.Prefix)
+	}
+	if r.ContentLength != 0 && src != nil {
+		var buf []byte
+		err := h.readTimed(w, func() (err error) {
+			buf, err = readBody(src, h.MaxBodySize, r.ContentLength, macs)
+			return err
+		})
+		if buf != nil {
+			body.mu.Lock()
+			body.buf = buf
+			body.mu.Unlock()
+		}
+		if err != nil {
+			return h.bodyError(w, r, err)
+		}
+	} else {
+		body.buf = getBuf(0)
+	}
+	if err := verifyMACs(macs, signed.Signatures); err != nil {
+		return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, err))
+	}
+	return nil
+}
+
+// handOver makes r the verified request: its body the buffered bytes, with
+// their Content-Length, no Expect and no trailers (nothing unsigned reaches
+// the backend), and the {http.webhook.*} placeholders. From here on the
+// request's context owns body and releases it when the request is over.
+func (h *Handler) handOver(r *http.Request, body *verifiedBody) {
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+	n := len(body.buf)
+	declared := r.ContentLength == int64(n)
+	body.header = r.Header.Clone()
+	if h.eagerFields {
+		body.field(0) // before the release can run: the hand-over needs the id
+	}
+	r.Body, _ = body.reader()
+	r.GetBody = body.reader
+	r.ContentLength = int64(n)
+	r.TransferEncoding = nil
+	r.Trailer = nil
+	r.Header.Del("Expect") // the body is here: the upstream need not ask for it
+	r.Header.Del("Trailer")
+	if cl := r.Header["Content-Length"]; !declared || len(cl) != 1 || cl[0] != strconv.Itoa(n) {
+		r.Header.Set("Content-Length", strconv.Itoa(n))
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Map(body.placeholder)
+
+	// from here on the request's context owns the body
+	body.handed = true
+	context.AfterFunc(r.Context(), body.release)
+}
+
+// deliver hands a verified request over, in the way chosen at provision:
+// to the next handler at once, or once per event id (dedupe).
+func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, body *verifiedBody) error {
+	if h.Dedupe != nil {
+		return h.serveDedupe(w, r, next, body.field(h.idIndex))
+	}
+	h.metrics.count(outcomeVerified)
+	return next.ServeHTTP(w, r)
+}
+
+// closeUnread asks for the connection to be closed after a refusal that
+// leaves a body unread, declared or chunked. Otherwise net/http would read
+// up to 256 KiB of it to reuse the connection, and a client that sent
+// "Expect: 100-continue" would wait, with no 100 and no answer, until the
+// server's idle timeout. (Caddy hands net/http's request body to its idle
+// reader in place, which hides net/http's own expectContinueReader.)
+//
+// HTTP/1 only: on HTTP/2 the header would close the sender's whole
+// multiplexed connection, and the stream is reset by itself.
+func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+// reserve takes n bytes from max_inflight_bytes, if they are left.
+func (h *Handler) reserve(n int64) bool {
+	if h.inflight.Add(n) > h.MaxInflightBytes {
+		h.inflight.Add(-n)
+		return false
+	}
+	h.metrics.buffered.Add(float64(n))
+	return true
+}
+
+func (h *Handler) unreserve(n int64) {
+	if n != 0 {
+		h.inflight.Add(-n)
+		h.metrics.buffered.Sub(float64(n))
+	}
+}
+
+// bodyError answers a failure to read the body, which is left unread:
+// 413 past the limit, 503 over the memory budget, 408 past body_timeout, a
+// HandlerError from an earlier handler as it is, else 400.
+func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) error {
+	closeUnread(w, r)
+	switch {
+	case errors.Is(err, ErrBodyTooLarge):
+		return h.refuse(r, caddyhttp.Error(http.StatusRequestEntityTooLarge, ErrBodyTooLarge))
+	case errors.Is(err, ErrOverBudget):
+		w.Header().Set("Retry-After", retryAfter503)
+		return h.refuse(r, caddyhttp.Error(http.StatusServiceUnavailable, ErrOverBudget))
+	case errors.Is(err, ErrBodyTimeout), errors.Is(err, os.ErrDeadlineExceeded):
+		// the detail goes to the log, not the client
+		h.metrics.count(outcomeTimeout)
+		h.log(r, http.StatusRequestTimeout, err)
+		return caddyhttp.Error(http.StatusRequestTimeout, ErrBodyTimeout)
+	}
+	if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok {
+		h.metrics.count(outcomeReadError)
+		h.log(r, he.StatusCode, err)
+		return he
+	}
+	// the detail (addresses, the I/O error) goes to the log, not the client
+	h.metrics.count(outcomeReadError)
+	h.log(r, http.StatusBadRequest, err)
+	return caddyhttp.Error(http.StatusBadRequest, ErrReadingBody)
+}
+
+// refuse counts and logs a refusal, built by caddyhttp.Error where it is
+// decided (so that Caddy's error trace points there), and returns it.
+func (h *Handler) refuse(r *http.Request, he caddyhttp.HandlerError) error {
+	h.metrics.count(outcomeOf(he.Err))
+	h.log(r, he.StatusCode, he.Err)
+	return he
+}
+
+// outcomes maps each refusal's reason to its metrics outcome.
+var outcomes = []struct {
+	err     error
+	outcome string
+}{
+	{ErrMethodNotAllowed, outcomeMethodNotAllowed},
+	{ErrBadCredentials, outcomeBadCredentials},
+	{ErrBodyTooLarge, outcomeTooLarge},
+	{ErrOverBudget, outcomeOverBudget},
+	{ErrBodyTimeout, outcomeTimeout},
+	{ErrReadingBody, outcomeReadError},
+	{ErrProviderHash, outcomeProviderError},
+	{providers.ErrMissingSignature, outcomeMissingSignature},
+	{providers.ErrMalformedSignature, outcomeMalformedSignature},
+	{ErrNoMatchingSignature, outcomeBadSignature},
+	{ErrNoID, outcomeMissingID},
+	{ErrInFlight, outcomeInFlight},
+	{dedupe.ErrStore, outcomeStoreError},
+}
+
+// outcomeOf maps a refusal's reason to its metrics outcome. A provider's
+// Parse error that wraps neither sentinel counts as a malformed signature.
+func outcomeOf(reason error) string {
+	for _, o := range outcomes {
+		if errors.Is(reason, o.err) {
+			return o.outcome
+		}
+	}
+	return outcomeMalformedSignature
+}
+
+// log writes the one line of a refusal: provider, status, reason, and the
+// client's address (client_ip as Caddy's access log has it, honouring
+// trusted_proxies; remote_addr, the peer). Never a secret or the body.
+func (h *Handler) log(r *http.Request, status int, reason error) {
+	level := zapcore.InfoLevel
+	if status >= 500 && !errors.Is(reason, ErrOverBudget) {
+		level = zapcore.ErrorLevel
+	}
+	if c := h.logger.Check(level, "webhook rejected"); c != nil {
+		c.Write(
+			zap.String("provider", h.name),
+			zap.Int("status", status),
+			zap.String("reason", reason.Error()),
+			zap.String("client_ip", clientIP(r)),
+			zap.String("remote_addr", r.RemoteAddr),
+		)
+	}
+}
+
+// clientIP is the client's address as Caddy determined it for this
+// request (the peer, or the forwarded client behind trusted_proxies).
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	return r.RemoteAddr
+}
+
+// reject is refuse for a refusal decided elsewhere.
+func (h *Handler) reject(r *http.Request, status int, reason error) error {
+	return h.refuse(r, caddyhttp.Error(status, reason))
+}
