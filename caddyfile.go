@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 
@@ -41,7 +42,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		dedupe [<ttl>] {                 # deliver each event id once; default ttl 72h
 //			store        memory | redis <url>  # default memory
 //			key_prefix   <prefix>              # default webhook_verify:
-//			inflight_ttl <duration>            # default 60s
+//			inflight_ttl <duration>            # default 60s; at least 1s
 //			max_entries  <n>                   # memory store; default 1000000
 //			require_id                         # 400 for an event without id
 //		}
@@ -104,9 +105,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) != 1 {
 				return d.Err("body_timeout takes one duration, e.g. body_timeout 30s")
 			}
-			v, err := caddy.ParseDuration(args[0])
-			if err != nil || v <= 0 {
-				return d.Errf("body_timeout: '%s' is not a duration: use e.g. 30s", args[0])
+			v, err := parseDuration(d, "body_timeout", args[0], "30s", 0)
+			if err != nil {
+				return err
 			}
 			h.BodyTimeout = caddy.Duration(v)
 		case "max_inflight_bytes":
@@ -183,17 +184,23 @@ func parseSize(d *caddyfile.Dispenser, name, example, examples string, limit uin
 func parseDedupe(d *caddyfile.Dispenser) (*Dedupe, error) {
 	dd := new(Dedupe)
 	if d.NextArg() {
-		ttl, err := caddy.ParseDuration(d.Val())
-		if err != nil || ttl <= 0 {
-			return nil, d.Errf("dedupe: '%s' is not a duration: use e.g. dedupe 72h", d.Val())
+		ttl, err := parseDuration(d, "dedupe", d.Val(), "dedupe 72h", minDedupeTTL)
+		if err != nil {
+			return nil, err
 		}
 		dd.TTL = caddy.Duration(ttl)
 	}
 	if d.NextArg() {
 		return nil, d.Errf("dedupe takes one ttl, not '%s' too", d.Val())
 	}
+	seen := make(map[string]bool)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch sub := d.Val(); sub {
+		sub := d.Val()
+		if seen[sub] {
+			return nil, d.Errf("%s already specified", sub)
+		}
+		seen[sub] = true
+		switch sub {
 		case "store":
 			args := d.RemainingArgs()
 			switch {
@@ -209,15 +216,18 @@ func parseDedupe(d *caddyfile.Dispenser) (*Dedupe, error) {
 			if len(args) != 1 {
 				return nil, d.Err("key_prefix takes one prefix")
 			}
+			if args[0] == "" {
+				return nil, d.Errf("key_prefix is empty: leave it out for the default %s, or set a prefix", DefaultKeyPrefix)
+			}
 			dd.KeyPrefix = args[0]
 		case "inflight_ttl":
 			args := d.RemainingArgs()
 			if len(args) != 1 {
 				return nil, d.Err("inflight_ttl takes one duration, e.g. inflight_ttl 60s")
 			}
-			v, err := caddy.ParseDuration(args[0])
-			if err != nil || v <= 0 {
-				return nil, d.Errf("inflight_ttl: '%s' is not a duration: use e.g. 60s", args[0])
+			v, err := parseDuration(d, "inflight_ttl", args[0], "60s", minDedupeTTL)
+			if err != nil {
+				return nil, err
 			}
 			dd.InflightTTL = caddy.Duration(v)
 		case "max_entries":
@@ -226,8 +236,11 @@ func parseDedupe(d *caddyfile.Dispenser) (*Dedupe, error) {
 				return nil, d.Err("max_entries takes one number")
 			}
 			n, err := strconv.Atoi(args[0])
-			if err != nil || n <= 0 {
-				return nil, d.Errf("max_entries: '%s' is not a positive number", args[0])
+			if err != nil {
+				return nil, d.Errf("max_entries: '%s' is not a number: use e.g. 1000000", args[0])
+			}
+			if n <= 0 {
+				return nil, d.Errf("max_entries: '%s' must be positive", args[0])
 			}
 			dd.MaxEntries = n
 		case "require_id":
@@ -246,6 +259,22 @@ func parseDedupe(d *caddyfile.Dispenser) (*Dedupe, error) {
 		return nil, d.Err("inflight_ttl is longer than the dedupe ttl")
 	}
 	return dd, nil
+}
+
+// parseDuration parses val, the duration of the (sub)directive name: it
+// must be positive, and at least least.
+func parseDuration(d *caddyfile.Dispenser, name, val, example string, least time.Duration) (time.Duration, error) {
+	v, err := caddy.ParseDuration(val)
+	if err != nil {
+		return 0, d.Errf("%s: '%s' is not a duration: use e.g. %s", name, val, example)
+	}
+	if v <= 0 {
+		return 0, d.Errf("%s: '%s' must be positive: use e.g. %s", name, val, example)
+	}
+	if v < least {
+		return 0, d.Errf("%s: '%s' is under the minimum of %s", name, val, least)
+	}
+	return v, nil
 }
 
 // providerNames lists the registered senders.

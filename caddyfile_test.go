@@ -201,6 +201,31 @@ func TestCaddyfileErrors(t *testing.T) {
 			line: 2,
 		},
 		{
+			name: "zero body_timeout",
+			input: `webhook_verify vivreal {env.S} {
+				body_timeout 0s
+			}`,
+			want: []string{"body_timeout: '0s' must be positive: use e.g. 30s"},
+			line: 2,
+		},
+		{
+			name: "negative body_timeout",
+			input: `webhook_verify vivreal {env.S} {
+				max_body_size 1MiB
+				body_timeout -30s
+			}`,
+			want: []string{"body_timeout: '-30s' must be positive"},
+			line: 3,
+		},
+		{
+			name: "body_timeout not a duration",
+			input: `webhook_verify vivreal {env.S} {
+				body_timeout soon
+			}`,
+			want: []string{"body_timeout: 'soon' is not a duration: use e.g. 30s"},
+			line: 2,
+		},
+		{
 			name: "unknown subdirective",
 			input: `webhook_verify vivreal {env.S} {
 				secret {env.T}

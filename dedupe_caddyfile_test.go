@@ -38,10 +38,13 @@ func TestDedupeCaddyfileErrors(t *testing.T) {
 		}`, []string{"dedupe: 'forever' is not a duration"}, 2},
 		{"zero ttl", `webhook_verify vivreal {env.S} {
 			dedupe 0s
-		}`, []string{"dedupe: '0s' is not a duration"}, 2},
+		}`, []string{"dedupe: '0s' must be positive"}, 2},
 		{"negative ttl", `webhook_verify vivreal {env.S} {
 			dedupe -1h
-		}`, []string{"dedupe: '-1h' is not a duration"}, 2},
+		}`, []string{"dedupe: '-1h' must be positive"}, 2},
+		{"ttl under a second", `webhook_verify vivreal {env.S} {
+			dedupe 500ms
+		}`, []string{"dedupe: '500ms' is under the minimum of 1s"}, 2},
 		{"two ttls", `webhook_verify vivreal {env.S} {
 			dedupe 24h 48h
 		}`, []string{"dedupe takes one ttl, not '48h' too"}, 2},
@@ -91,22 +94,22 @@ func TestDedupeCaddyfileErrors(t *testing.T) {
 			dedupe {
 				max_entries lots
 			}
-		}`, []string{"max_entries: 'lots' is not a positive number"}, 3},
+		}`, []string{"max_entries: 'lots' is not a number"}, 3},
 		{"zero max_entries", `webhook_verify vivreal {env.S} {
 			dedupe {
 				max_entries 0
 			}
-		}`, []string{"max_entries: '0' is not a positive number"}, 3},
+		}`, []string{"max_entries: '0' must be positive"}, 3},
 		{"negative max_entries", `webhook_verify vivreal {env.S} {
 			dedupe {
 				max_entries -5
 			}
-		}`, []string{"max_entries: '-5' is not a positive number"}, 3},
+		}`, []string{"max_entries: '-5' must be positive"}, 3},
 		{"max_entries as a size", `webhook_verify vivreal {env.S} {
 			dedupe {
 				max_entries 1e6
 			}
-		}`, []string{"max_entries: '1e6' is not a positive number"}, 3},
+		}`, []string{"max_entries: '1e6' is not a number"}, 3},
 		{"max_entries without a number", `webhook_verify vivreal {env.S} {
 			dedupe {
 				max_entries
@@ -126,7 +129,24 @@ func TestDedupeCaddyfileErrors(t *testing.T) {
 			dedupe {
 				inflight_ttl 0s
 			}
-		}`, []string{"inflight_ttl: '0s' is not a duration"}, 3},
+		}`, []string{"inflight_ttl: '0s' must be positive"}, 3},
+		{"negative inflight_ttl", `webhook_verify vivreal {env.S} {
+			dedupe {
+				inflight_ttl -5s
+			}
+		}`, []string{"inflight_ttl: '-5s' must be positive"}, 3},
+		// Redis counts a claim in milliseconds: under 1ms it would be PX 0
+		{"inflight_ttl under a millisecond", `webhook_verify vivreal {env.S} {
+			dedupe {
+				inflight_ttl 500us
+			}
+		}`, []string{"inflight_ttl: '500us' is under the minimum of 1s"}, 3},
+		{"inflight_ttl under a second", `webhook_verify vivreal {env.S} {
+			dedupe {
+				store redis redis://127.0.0.1:6379/0
+				inflight_ttl 999ms
+			}
+		}`, []string{"inflight_ttl: '999ms' is under the minimum of 1s"}, 4},
 		{"inflight_ttl without a duration", `webhook_verify vivreal {env.S} {
 			dedupe {
 				inflight_ttl
@@ -142,6 +162,49 @@ func TestDedupeCaddyfileErrors(t *testing.T) {
 				key_prefix a: b:
 			}
 		}`, []string{"key_prefix takes one prefix"}, 3},
+		{"empty key_prefix", `webhook_verify vivreal {env.S} {
+			dedupe {
+				key_prefix ""
+			}
+		}`, []string{`key_prefix is empty: leave it out for the default webhook_verify:, or set a prefix`}, 3},
+		{"store twice", `webhook_verify vivreal {env.S} {
+			dedupe {
+				store redis redis://127.0.0.1:6379/0
+				key_prefix a:
+				store memory
+			}
+		}`, []string{"store already specified"}, 5},
+		{"store memory twice", `webhook_verify vivreal {env.S} {
+			dedupe {
+				store memory
+				store memory
+			}
+		}`, []string{"store already specified"}, 4},
+		{"key_prefix twice", `webhook_verify vivreal {env.S} {
+			dedupe {
+				key_prefix a:
+				key_prefix b:
+			}
+		}`, []string{"key_prefix already specified"}, 4},
+		{"inflight_ttl twice", `webhook_verify vivreal {env.S} {
+			dedupe {
+				inflight_ttl 30s
+				require_id
+				inflight_ttl 60s
+			}
+		}`, []string{"inflight_ttl already specified"}, 5},
+		{"max_entries twice", `webhook_verify vivreal {env.S} {
+			dedupe {
+				max_entries 10
+				max_entries 20
+			}
+		}`, []string{"max_entries already specified"}, 4},
+		{"require_id twice", `webhook_verify vivreal {env.S} {
+			dedupe {
+				require_id
+				require_id
+			}
+		}`, []string{"require_id already specified"}, 4},
 		{"require_id with an argument", `webhook_verify vivreal {env.S} {
 			dedupe {
 				require_id yes
@@ -322,7 +385,20 @@ func TestDedupeProvisionErrors(t *testing.T) {
 			[]string{"dedupe: max_entries applies to the memory store"}},
 		{"negative ttl", `{"ttl": -1}`, []string{"must be positive"}},
 		{"negative inflight_ttl", `{"inflight_ttl": "-5s"}`, []string{"must be positive"}},
-		{"negative max_entries", `{"max_entries": -1}`, []string{"must be positive"}},
+		{"negative max_entries", `{"max_entries": -1}`, []string{"dedupe: max_entries must be positive"}},
+		{"negative ttl named", `{"ttl": "-1h"}`, []string{"dedupe: ttl must be positive"}},
+		{"negative inflight_ttl named", `{"inflight_ttl": "-5s"}`, []string{"dedupe: inflight_ttl must be positive"}},
+		// Redis counts a claim in milliseconds: under 1ms it would be PX 0
+		{"inflight_ttl under a millisecond", `{"inflight_ttl": "500us"}`,
+			[]string{"dedupe: inflight_ttl 500µs is under the minimum of 1s"}},
+		{"inflight_ttl under a second", `{"store": "redis", "redis_url": "redis://127.0.0.1:6379/0", "inflight_ttl": "999ms"}`,
+			[]string{"dedupe: inflight_ttl 999ms is under the minimum of 1s"}},
+		{"ttl under a second", `{"ttl": "500ms"}`, []string{"dedupe: ttl 500ms is under the minimum of 1s"}},
+		{"ttl in nanoseconds", `{"ttl": 1000}`, []string{"dedupe: ttl 1µs is under the minimum of 1s"}},
+		{"empty key_prefix", `{"key_prefix": ""}`,
+			[]string{`dedupe: key_prefix is empty: leave it out for the default "webhook_verify:", or set a prefix`}},
+		{"empty key_prefix with redis", `{"store": "redis", "redis_url": "redis://127.0.0.1:6379/0", "key_prefix": ""}`,
+			[]string{"dedupe: key_prefix is empty"}},
 		{"redis url not a redis url", `{"store": "redis", "redis_url": "http://user:{env.WV_DD_REDIS_PASSWORD}@127.0.0.1:6379/0"}`,
 			[]string{"invalid redis url"}},
 		{"redis url unparseable", `{"store": "redis", "redis_url": "redis://:{env.WV_DD_REDIS_PASSWORD}@[::1/0"}`,
@@ -421,5 +497,136 @@ func TestDedupeProvisionShortTTL(t *testing.T) {
 	}
 	if got := time.Duration(h.Dedupe.InflightTTL); got != 30*time.Second {
 		t.Fatalf("inflight_ttl = %v, want the 30s ttl", got)
+	}
+}
+
+// The dedupe object has an UnmarshalJSON of its own (to tell an empty
+// key_prefix from an absent one) but is decoded as strictly as Caddy
+// decodes a module: a misspelt field is an error, not a silent default.
+func TestDedupeJSONUnknownField(t *testing.T) {
+	var h webhookverify.Handler
+	err := json.Unmarshal([]byte(`{"provider": {"name": "vivreal"}, "secrets": ["s"], "dedupe": {"key_prefx": "a:"}}`), &h)
+	if err == nil || !strings.Contains(err.Error(), `unknown field "key_prefx"`) {
+		t.Fatalf("misspelt dedupe field: %v, want an unknown field error", err)
+	}
+	// null and absent are the default, not an empty prefix
+	for _, dedupe := range []string{`{"key_prefix": null}`, `{}`} {
+		h, err := ddProvision(t, dedupe)
+		if err != nil {
+			t.Fatalf("%s: %v", dedupe, err)
+		}
+		if h.Dedupe.KeyPrefix != webhookverify.DefaultKeyPrefix {
+			t.Errorf("%s: key_prefix = %q, want the default", dedupe, h.Dedupe.KeyPrefix)
+		}
+	}
+}
+
+// ddValidate provisions, then cleans up, a whole config whose one route
+// holds the given handlers, as `caddy validate` does: one config, nothing
+// started, no port taken.
+func ddValidate(t *testing.T, handlers ...string) error {
+	t.Helper()
+	raw := `{"apps": {"http": {"servers": {"srv0": {
+		"listen": ["127.0.0.1:0"],
+		"automatic_https": {"disable": true},
+		"routes": [{"handle": [` + strings.Join(handlers, ",\n") + `]}]
+	}}}}}`
+	var cfg caddy.Config
+	if err := caddy.StrictUnmarshalJSON([]byte(raw), &cfg); err != nil {
+		t.Fatalf("bad test config %s: %v", raw, err)
+	}
+	return caddy.Validate(&cfg)
+}
+
+// ddHandler is a webhook_verify handler of provider with the dedupe object.
+func ddHandler(provider, dedupe string) string {
+	return `{"handler": "webhook_verify", "provider": {"name": "` + provider + `"}, "secrets": ["wv-dd-secret-71c3"], "dedupe": ` + dedupe + `}`
+}
+
+// Two handlers of one config that dedupe the same provider under the same
+// key_prefix in the same store would share a key space (one endpoint
+// would answer the other's events as duplicates): the config does not
+// load, and the error names both. The store is the same for Redis when the
+// redis_url is; Redis is not dialled at provision, so none runs here.
+func TestDedupeKeySpaceConflicts(t *testing.T) {
+	t.Setenv("WV_DD_REDIS_PASSWORD", "hunter2-dd-9f1e")
+	const (
+		url      = `"redis://:{env.WV_DD_REDIS_PASSWORD}@127.0.0.1:1/0"`
+		otherURL = `"redis://:{env.WV_DD_REDIS_PASSWORD}@127.0.0.1:1/1"`
+	)
+	redisAt := func(url, extra string) string {
+		return `{"store": "redis", "redis_url": ` + url + extra + `}`
+	}
+	for _, tc := range []struct {
+		name     string
+		handlers []string
+		want     []string // substrings of the error; none: the config loads
+	}{
+		{"redis, same url, same prefix", []string{
+			ddHandler("vivreal", redisAt(url, "")),
+			ddHandler("vivreal", redisAt(url, "")),
+		}, []string{
+			"vivreal: dedupe: this handler (webhook_verify #2 with dedupe in this config) and webhook_verify #1 both keep vivreal event ids",
+			`under key_prefix "webhook_verify:" in the same Redis (the same redis_url)`,
+			"so one endpoint would answer the other's events as duplicates: give one of them its own key_prefix",
+		}},
+		{"redis, same url, same explicit prefix", []string{
+			ddHandler("vivreal", redisAt(url, `, "key_prefix": "gw:"`)),
+			ddHandler("vivreal", redisAt(url, `, "key_prefix": "gw:", "ttl": "1h"`)),
+		}, []string{"#2", "#1", `key_prefix "gw:"`, "in the same Redis"}},
+		{"redis, other url", []string{
+			ddHandler("vivreal", redisAt(url, "")),
+			ddHandler("vivreal", redisAt(otherURL, "")),
+		}, nil},
+		{"redis, same url, other prefix", []string{
+			ddHandler("vivreal", redisAt(url, "")),
+			ddHandler("vivreal", redisAt(url, `, "key_prefix": "gw-b:"`)),
+		}, nil},
+		{"redis, same url, other provider", []string{
+			ddHandler("vivreal", redisAt(url, "")),
+			ddHandler("vev", redisAt(url, "")),
+		}, nil},
+		{"memory, same prefix", []string{
+			ddHandler("vivreal", `{}`),
+			ddHandler("vivreal", `{"max_entries": 10}`),
+		}, []string{"this handler (webhook_verify #2 with dedupe in this config) and webhook_verify #1", `key_prefix "webhook_verify:" in this process's memory`}},
+		{"memory, other prefix", []string{
+			ddHandler("vivreal", `{}`),
+			ddHandler("vivreal", `{"key_prefix": "b:"}`),
+		}, nil},
+		{"memory and redis, same prefix", []string{
+			ddHandler("vivreal", `{}`),
+			ddHandler("vivreal", redisAt(url, "")),
+		}, nil},
+		{"third handler takes the first one's", []string{
+			ddHandler("vivreal", `{"key_prefix": "a:"}`),
+			ddHandler("vivreal", `{"key_prefix": "b:"}`),
+			ddHandler("vivreal", `{"key_prefix": "a:", "store": "memory"}`),
+		}, []string{"this handler (webhook_verify #3 with dedupe in this config) and webhook_verify #1", `key_prefix "a:"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// twice: a config that failed leaves nothing behind
+			for range 2 {
+				err := ddValidate(t, tc.handlers...)
+				if tc.want == nil {
+					if err != nil {
+						t.Fatalf("the config does not load: %v", err)
+					}
+					continue
+				}
+				if err == nil {
+					t.Fatalf("the config loads, want an error containing %q", tc.want)
+				}
+				t.Log(err)
+				for _, w := range tc.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not contain %q", err, w)
+					}
+				}
+				if strings.Contains(err.Error(), "hunter2-dd-9f1e") {
+					t.Errorf("error %q reveals the Redis password", err)
+				}
+			}
+		})
 	}
 }

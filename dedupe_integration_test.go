@@ -575,6 +575,7 @@ http://localhost:9080 {
 	handle /strict {
 		webhook_verify vivreal %[1]s {
 			dedupe {
+				key_prefix strict:
 				require_id
 			}
 		}
@@ -1248,7 +1249,7 @@ http://localhost:9080 {
 		webhook_verify vivreal %[1]s {
 			dedupe 24h {
 				store redis %[2]s
-				key_prefix ddfail:
+				key_prefix ddfail-strict:
 				inflight_ttl 10s
 				require_id
 			}
@@ -1626,4 +1627,183 @@ http://localhost:9080 {
 	if bytes.Contains(res.body, []byte(password)) {
 		t.Errorf("the answer reveals the Redis password")
 	}
+}
+
+// ---------------------------------------------------------------------------
+// Key spaces
+
+// ddLoadCaddyfile posts a Caddyfile to the admin's /load, as `caddy reload`
+// does, and returns the status and the error Caddy answered with.
+func ddLoadCaddyfile(t *testing.T, caddyfile string) (int, string) {
+	t.Helper()
+	res, err := http.Post("http://localhost:2999/load", "text/caddyfile", strings.NewReader(caddyfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var answer struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(raw, &answer) != nil || answer.Error == "" {
+		answer.Error = string(raw)
+	}
+	return res.StatusCode, answer.Error
+}
+
+// TestIntegrationDedupeKeySpaces: two endpoints of one sender, each with
+// dedupe in the memory store (say an indexer and a purger that both get
+// every event), must not share a key space, or the second endpoint would
+// answer the event as a duplicate and its backend would never see it.
+// With the same key_prefix the config does not load, and the error names
+// both handlers and the route of the second; with a key_prefix each, the
+// same event reaches both backends, once each.
+func TestIntegrationDedupeKeySpaces(t *testing.T) {
+	ddNewRun()
+	indexer, purger := itNewRecorder(t, "indexer"), itNewRecorder(t, "purger")
+	sites := func(dedupeA, dedupeB string) string {
+		return fmt.Sprintf(`
+http://localhost:9080 {
+	handle /hooks/vivreal/indexer {
+		webhook_verify vivreal %[1]s {
+			%[2]s
+		}
+		reverse_proxy %[4]s
+	}
+	handle /hooks/vivreal/purger {
+		webhook_verify vivreal %[1]s {
+			%[3]s
+		}
+		reverse_proxy %[5]s
+	}
+}
+`, itVivSecret, dedupeA, dedupeB, indexer.addr(), purger.addr())
+	}
+	itStart(t, `
+http://localhost:9080 {
+	respond "before"
+}
+`)
+
+	for name, cfg := range map[string]string{
+		"default key_prefix": sites("dedupe", "dedupe"),
+		"same key_prefix":    sites("dedupe {\n\t\t\t\tkey_prefix hooks:\n\t\t\t}", "dedupe 24h {\n\t\t\t\tkey_prefix hooks:\n\t\t\t\tmax_entries 1000\n\t\t\t}"),
+	} {
+		status, msg := ddLoadCaddyfile(t, itGlobal+cfg)
+		if status == http.StatusOK {
+			t.Fatalf("%s: a config whose two endpoints share a key space loaded", name)
+		}
+		t.Logf("%s: %d %s", name, status, msg)
+		for _, want := range []string{
+			"webhook_verify #2 with dedupe in this config",
+			"webhook_verify #1 both keep vivreal event ids under key_prefix",
+			"in this process's memory",
+			"give one of them its own key_prefix",
+			"setting up subroutes", // Caddy's own trace of the second's route
+		} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: load error %q does not contain %q", name, msg, want)
+			}
+		}
+	}
+	// the running config is untouched
+	if res, err := http.Get(itBase + "/"); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(body) != "before" {
+			t.Fatalf("after the refused configs the site answers %q, want the running config's", body)
+		}
+	}
+
+	itStart(t, sites("dedupe {\n\t\t\t\tkey_prefix indexer:\n\t\t\t}", "dedupe {\n\t\t\t\tkey_prefix purger:\n\t\t\t}"))
+	c := ddClient(t, 30*time.Second)
+	body := ddVivreal(ddQ(ddID("both_endpoints")))
+	for _, ep := range []struct {
+		path string
+		rec  *itRecorder
+	}{{"/hooks/vivreal/indexer", indexer}, {"/hooks/vivreal/purger", purger}} {
+		res := ddMustPost(t, c, itBase+ep.path, body)
+		if res.status != http.StatusOK || string(res.body) != "ok from "+ep.rec.name {
+			t.Errorf("%s: got %v, want the %s backend's answer", ep.path, res, ep.rec.name)
+		}
+		ddDuplicate(t, ep.path+" again", ddMustPost(t, c, itBase+ep.path, body))
+	}
+	itAssertForwarded(t, indexer, "/hooks/vivreal/indexer", body)
+	itAssertForwarded(t, purger, "/hooks/vivreal/purger", body)
+}
+
+// TestIntegrationDedupeReloadKeepsKeySpace: the memory store belongs to
+// the key space (key_prefix and provider), not to a config: a reload that
+// keeps the key space keeps the events remembered, although it changes
+// max_entries (which then applies to the store), the route and the log.
+// The old and the new config live side by side during the reload, with
+// the same key space, and that is no conflict. A reload that fails leaves
+// the running config's max_entries in force. The store's eviction warning
+// goes to the log of the config running now, not to that of the config
+// that created the store.
+func TestIntegrationDedupeReloadKeepsKeySpace(t *testing.T) {
+	ddNewRun()
+	up := ddNewUpstream(t)
+	dir := t.TempDir()
+	dedupe := func(maxEntries int) string {
+		return fmt.Sprintf("dedupe {\n\t\t\t\tkey_prefix ks-%s:\n\t\t\t\tmax_entries %d\n\t\t\t}", ddRun, maxEntries)
+	}
+	cfg := func(path string, maxEntries int) string {
+		return fmt.Sprintf(`
+http://localhost:9080 {
+	handle %[1]s {
+		webhook_verify vivreal %[2]s {
+			%[3]s
+		}
+		reverse_proxy %[4]s
+	}
+}
+`, path, itVivSecret, dedupe(maxEntries), up.addr())
+	}
+	beforeLog, afterLog := dir+"/before.log", dir+"/after.log"
+	ddStart(t, beforeLog, cfg("/hook", 100))
+	c := ddClient(t, 30*time.Second)
+	ids := []string{ddID("ks_0"), ddID("ks_1"), ddID("ks_2"), ddID("ks_3")}
+	for _, id := range ids[:2] {
+		ddForwarded(t, id+" before the reload", ddMustPost(t, c, itBase+"/hook", ddVivreal(ddQ(id))), 200)
+	}
+
+	// a reload to max_entries 1 that fails on a later handler
+	status, msg := ddLoadCaddyfile(t, itGlobal+fmt.Sprintf(`
+http://localhost:9080 {
+	route /hook {
+		webhook_verify vivreal %[1]s {
+			%[2]s
+		}
+		webhook_verify vivreal {env.WV_DD_UNSET_SECRET_5d1}
+		reverse_proxy %[3]s
+	}
+}
+`, itVivSecret, dedupe(1), up.addr()))
+	if status == http.StatusOK {
+		t.Fatal("a config with an unset secret loaded")
+	}
+	t.Logf("failed reload: %d %s", status, msg)
+	for _, id := range ids[:2] {
+		ddDuplicate(t, id+" after a failed reload", ddMustPost(t, c, itBase+"/hook", ddVivreal(ddQ(id))))
+	}
+	ddForwarded(t, "a new event after a failed reload", ddMustPost(t, c, itBase+"/hook", ddVivreal(ddQ(ids[2]))), 200)
+	if n := ddCountLog(t, beforeLog, map[string]any{"level": "warn", "provider": "vivreal"}); n != 0 {
+		t.Errorf("%d warnings after a failed reload to max_entries 1: its limit stayed in force", n)
+	}
+
+	ddStart(t, afterLog, cfg("/v2/hook", 3))
+	for _, id := range ids[:3] {
+		ddDuplicate(t, id+" after the reload", ddMustPost(t, c, itBase+"/v2/hook", ddVivreal(ddQ(id))))
+		ddUpCount(t, id+" after the reload", up, id, 1)
+	}
+	// max_entries 3 is in force: the store is full, and a new event
+	// evicts the done event nearest to expiry, the first delivered
+	ddForwarded(t, ids[3], ddMustPost(t, c, itBase+"/v2/hook", ddVivreal(ddQ(ids[3]))), 200)
+	ddFindLog(t, afterLog, map[string]any{"level": "warn", "provider": "vivreal", "max_entries": 3, "evicted": 1})
+	ddDuplicate(t, "the second event, kept", ddMustPost(t, c, itBase+"/v2/hook", ddVivreal(ddQ(ids[1]))))
+	ddForwarded(t, "the evicted first event", ddMustPost(t, c, itBase+"/v2/hook", ddVivreal(ddQ(ids[0]))), 200)
+	ddUpCount(t, "the evicted first event", up, ids[0], 2)
 }

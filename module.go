@@ -230,7 +230,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.idIndex < 0 {
 			return fmt.Errorf("%s: dedupe needs an event id, and this provider has none", h.name)
 		}
-		if err := h.Dedupe.provision(h); err != nil {
+		if err := h.Dedupe.provision(ctx, h); err != nil {
 			return fmt.Errorf("%s: %v", h.name, err)
 		}
 		h.eagerFields = true

@@ -40,7 +40,7 @@ func BenchmarkMemoryEntryBytes(b *testing.B) {
 	var perEntry float64
 	for i := 0; i < b.N; i++ {
 		before := heapAlloc()
-		m := NewMemory(2*n, 0, nil)
+		m := NewMemory(2*n, 0)
 		for j := uint64(0); j < n; j++ {
 			// the keys are made here: the store holds the only reference
 			k := eventKey(uint64(i)*n + j)
@@ -83,7 +83,7 @@ func BenchmarkDedupeOverhead(b *testing.B) {
 		}
 	}
 	b.Run("memory", func(b *testing.B) {
-		m := NewMemory(1_000_000, 10*time.Second, nil) // the handler's store
+		m := NewMemory(1_000_000, 10*time.Second) // the handler's store
 		defer m.Close()
 		run(b, m)
 	})
@@ -125,7 +125,7 @@ func BenchmarkDedupeOverheadParallel(b *testing.B) {
 		})
 	}
 	b.Run("memory", func(b *testing.B) {
-		m := NewMemory(1_000_000, 10*time.Second, nil)
+		m := NewMemory(1_000_000, 10*time.Second)
 		defer m.Close()
 		run(b, m)
 	})

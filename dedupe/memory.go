@@ -11,9 +11,9 @@ import (
 )
 
 // Memory is a Store in this process's memory: for a single gateway; its
-// entries are lost when Caddy stops. It holds at most MaxEntries keys; at
-// the limit it evicts the done entries nearest to expiry (never a claim in
-// flight) and reports how many through OnEvict.
+// entries are lost when Caddy stops. It holds at most max entries; at the
+// limit it evicts the done entries nearest to expiry (never a claim in
+// flight) and reports how many in Claim.Evicted.
 type Memory struct {
 	mu       sync.Mutex
 	entries  map[string]*memEntry
@@ -22,7 +22,6 @@ type Memory struct {
 	max      int
 	tokens   atomic.Uint64
 	now      func() time.Time
-	onEvict  func(n int)
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -34,15 +33,13 @@ type memEntry struct {
 	index   int    // in done or inflight
 }
 
-// NewMemory returns a memory store of at most maxEntries keys. onEvict, if
-// not nil, is called (without the lock held) when entries are evicted to
-// make room. A janitor drops expired entries every sweep until Close.
-func NewMemory(maxEntries int, sweep time.Duration, onEvict func(n int)) *Memory {
+// NewMemory returns a memory store of at most maxEntries keys. A janitor
+// drops expired entries every sweep until Close.
+func NewMemory(maxEntries int, sweep time.Duration) *Memory {
 	m := &Memory{
 		entries: make(map[string]*memEntry),
 		max:     maxEntries,
 		now:     time.Now,
-		onEvict: onEvict,
 		stop:    make(chan struct{}),
 	}
 	if sweep > 0 {
@@ -72,6 +69,22 @@ func (m *Memory) janitor(every time.Duration) {
 	}
 }
 
+// SetMaxEntries changes the limit on the entries held, keeping them all:
+// a store shared across a config reload takes the new config's limit. A
+// store over a lowered limit evicts down to it at the next new claim.
+func (m *Memory) SetMaxEntries(n int) {
+	m.mu.Lock()
+	m.max = n
+	m.mu.Unlock()
+}
+
+// MaxEntries is the limit on the entries held.
+func (m *Memory) MaxEntries() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.max
+}
+
 // Len is the number of entries held, expired ones included until swept.
 func (m *Memory) Len() int {
 	m.mu.Lock()
@@ -92,11 +105,6 @@ func (m *Memory) expire(now int64) {
 // Claim implements Store.
 func (m *Memory) Claim(_ context.Context, key string, inflightTTL time.Duration) (Claim, error) {
 	evicted := 0
-	defer func() {
-		if evicted > 0 && m.onEvict != nil {
-			m.onEvict(evicted)
-		}
-	}()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now().UnixNano()
@@ -117,14 +125,14 @@ func (m *Memory) Claim(_ context.Context, key string, inflightTTL time.Duration)
 			evicted++
 		}
 		if len(m.entries) >= m.max {
-			return Claim{}, fmt.Errorf("%w: %w: %d claims in flight", ErrStore, ErrFull, len(m.entries))
+			return Claim{Evicted: evicted}, fmt.Errorf("%w: %w: %d claims in flight", ErrStore, ErrFull, len(m.entries))
 		}
 	}
 	tok := m.tokens.Add(1)
 	e := &memEntry{key: key, token: tok, expires: now + int64(inflightTTL)}
 	m.entries[key] = e
 	heap.Push(&m.inflight, e)
-	return Claim{Status: Claimed, Token: strconv.FormatUint(tok, 10)}, nil
+	return Claim{Status: Claimed, Token: strconv.FormatUint(tok, 10), Evicted: evicted}, nil
 }
 
 // remove drops e from the map and its heap.

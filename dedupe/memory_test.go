@@ -42,7 +42,7 @@ type clockedMemory struct {
 func TestMemoryContract(t *testing.T) {
 	runContract(t, func(t *testing.T) Store {
 		clk := newFakeClock()
-		m := withClock(NewMemory(1000, 0, nil), clk)
+		m := withClock(NewMemory(1000, 0), clk)
 		t.Cleanup(func() { m.Close() })
 		return clockedMemory{m, clk}
 	})
@@ -86,16 +86,22 @@ func checkMemInvariants(t *testing.T, m *Memory) {
 	}
 }
 
-// evictRecorder records the counts passed to onEvict.
+// evictRecorder is a Memory that records the non-zero Claim.Evicted
+// counts, as the handler reads them to warn.
 type evictRecorder struct {
+	*Memory
 	mu     sync.Mutex
 	counts []int
 }
 
-func (r *evictRecorder) onEvict(n int) {
-	r.mu.Lock()
-	r.counts = append(r.counts, n)
-	r.mu.Unlock()
+func (r *evictRecorder) Claim(ctx context.Context, key string, inflightTTL time.Duration) (Claim, error) {
+	c, err := r.Memory.Claim(ctx, key, inflightTTL)
+	if c.Evicted > 0 {
+		r.mu.Lock()
+		r.counts = append(r.counts, c.Evicted)
+		r.mu.Unlock()
+	}
+	return c, err
 }
 
 func (r *evictRecorder) get() []int {
@@ -104,54 +110,54 @@ func (r *evictRecorder) get() []int {
 	return slices.Clone(r.counts)
 }
 
-func claimDone(t *testing.T, m *Memory, key string, ttl time.Duration) {
+func claimDone(t *testing.T, s Store, key string, ttl time.Duration) {
 	t.Helper()
-	c := mustClaim(t, m, key, inflightTTL)
+	c := mustClaim(t, s, key, inflightTTL)
 	wantStatus(t, c, Claimed)
-	mustDone(t, m, key, c.Token, ttl)
+	mustDone(t, s, key, c.Token, ttl)
 }
 
 func TestMemoryEvictsDoneNearestToExpiry(t *testing.T) {
 	clk := newFakeClock()
-	var rec evictRecorder
-	m := withClock(NewMemory(6, 0, rec.onEvict), clk)
+	rec := &evictRecorder{Memory: withClock(NewMemory(6, 0), clk)}
+	m := rec.Memory
 	defer m.Close()
 
 	// in flight, and nearer to expiry than any done entry: never evicted
-	wantStatus(t, mustClaim(t, m, "flight-1", time.Second), Claimed)
-	wantStatus(t, mustClaim(t, m, "flight-2", 2*time.Second), Claimed)
-	claimDone(t, m, "done-30m", 30*time.Minute)
-	claimDone(t, m, "done-10m", 10*time.Minute)
-	claimDone(t, m, "done-50m", 50*time.Minute)
-	claimDone(t, m, "done-20m", 20*time.Minute)
+	wantStatus(t, mustClaim(t, rec, "flight-1", time.Second), Claimed)
+	wantStatus(t, mustClaim(t, rec, "flight-2", 2*time.Second), Claimed)
+	claimDone(t, rec, "done-30m", 30*time.Minute)
+	claimDone(t, rec, "done-10m", 10*time.Minute)
+	claimDone(t, rec, "done-50m", 50*time.Minute)
+	claimDone(t, rec, "done-20m", 20*time.Minute)
 	if n := m.Len(); n != 6 {
 		t.Fatalf("Len = %d, want 6", n)
 	}
 	if got := rec.get(); len(got) != 0 {
-		t.Fatalf("onEvict called below the limit: %v", got)
+		t.Fatalf("eviction reported below the limit: %v", got)
 	}
 
 	// at the limit: each new claim evicts the done entry nearest to expiry
-	wantStatus(t, mustClaim(t, m, "new-1", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "new-1", inflightTTL), Claimed)
 	want := []string{"done-20m", "done-30m", "done-50m", "flight-1", "flight-2", "new-1"}
 	if got := memKeys(m); !slices.Equal(got, want) {
 		t.Fatalf("after one eviction: keys %v, want %v", got, want)
 	}
-	wantStatus(t, mustClaim(t, m, "new-2", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "new-2", inflightTTL), Claimed)
 	want = []string{"done-30m", "done-50m", "flight-1", "flight-2", "new-1", "new-2"}
 	if got := memKeys(m); !slices.Equal(got, want) {
 		t.Fatalf("after two evictions: keys %v, want %v", got, want)
 	}
 	if got := rec.get(); !slices.Equal(got, []int{1, 1}) {
-		t.Fatalf("onEvict calls = %v, want [1 1]", got)
+		t.Fatalf("evictions reported = %v, want [1 1]", got)
 	}
 	// the survivors still answer as they should; the evicted one is claimable
-	wantStatus(t, mustClaim(t, m, "flight-1", inflightTTL), InFlight)
-	wantStatus(t, mustClaim(t, m, "flight-2", inflightTTL), InFlight)
-	wantStatus(t, mustClaim(t, m, "done-50m", inflightTTL), Duplicate)
-	wantStatus(t, mustClaim(t, m, "done-30m", inflightTTL), Duplicate)
+	wantStatus(t, mustClaim(t, rec, "flight-1", inflightTTL), InFlight)
+	wantStatus(t, mustClaim(t, rec, "flight-2", inflightTTL), InFlight)
+	wantStatus(t, mustClaim(t, rec, "done-50m", inflightTTL), Duplicate)
+	wantStatus(t, mustClaim(t, rec, "done-30m", inflightTTL), Duplicate)
 	// (claiming "done-10m" again is a new claim; it evicts done-30m)
-	wantStatus(t, mustClaim(t, m, "done-10m", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "done-10m", inflightTTL), Claimed)
 	want = []string{"done-10m", "done-50m", "flight-1", "flight-2", "new-1", "new-2"}
 	if got := memKeys(m); !slices.Equal(got, want) {
 		t.Fatalf("after three evictions: keys %v, want %v", got, want)
@@ -164,17 +170,17 @@ func TestMemoryEvictsDoneNearestToExpiry(t *testing.T) {
 
 func TestMemoryExpiredEntriesMakeRoomWithoutEviction(t *testing.T) {
 	clk := newFakeClock()
-	var rec evictRecorder
-	m := withClock(NewMemory(3, 0, rec.onEvict), clk)
+	rec := &evictRecorder{Memory: withClock(NewMemory(3, 0), clk)}
+	m := rec.Memory
 	defer m.Close()
-	claimDone(t, m, "done-short", time.Minute)
-	claimDone(t, m, "done-long", time.Hour)
-	wantStatus(t, mustClaim(t, m, "flight-short", time.Second), Claimed)
+	claimDone(t, rec, "done-short", time.Minute)
+	claimDone(t, rec, "done-long", time.Hour)
+	wantStatus(t, mustClaim(t, rec, "flight-short", time.Second), Claimed)
 	clk.Advance(2 * time.Minute) // done-short and flight-short expired
-	wantStatus(t, mustClaim(t, m, "new-1", inflightTTL), Claimed)
-	wantStatus(t, mustClaim(t, m, "new-2", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "new-1", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "new-2", inflightTTL), Claimed)
 	if got := rec.get(); len(got) != 0 {
-		t.Fatalf("expired entries counted as evictions: onEvict %v", got)
+		t.Fatalf("expired entries counted as evictions: evictions %v", got)
 	}
 	want := []string{"done-long", "new-1", "new-2"}
 	if got := memKeys(m); !slices.Equal(got, want) {
@@ -185,24 +191,24 @@ func TestMemoryExpiredEntriesMakeRoomWithoutEviction(t *testing.T) {
 
 func TestMemoryFullOfClaimsInFlight(t *testing.T) {
 	clk := newFakeClock()
-	var rec evictRecorder
-	m := withClock(NewMemory(3, 0, rec.onEvict), clk)
+	rec := &evictRecorder{Memory: withClock(NewMemory(3, 0), clk)}
+	m := rec.Memory
 	defer m.Close()
 	var tokens []string
 	for _, k := range []string{"a", "b", "c"} {
-		c := mustClaim(t, m, k, inflightTTL)
+		c := mustClaim(t, rec, k, inflightTTL)
 		wantStatus(t, c, Claimed)
 		tokens = append(tokens, c.Token)
 	}
 	for i := 0; i < 2; i++ {
-		_, err := m.Claim(context.Background(), "d", inflightTTL)
+		_, err := rec.Claim(context.Background(), "d", inflightTTL)
 		errorsIsStore(t, "claim in a store full of claims in flight", err)
 		if !errors.Is(err, ErrFull) {
 			t.Fatalf("error %q does not wrap ErrFull", err)
 		}
 	}
 	if got := rec.get(); len(got) != 0 {
-		t.Fatalf("onEvict called when nothing could be evicted: %v", got)
+		t.Fatalf("eviction reported when nothing could be evicted: %v", got)
 	}
 	// no claim in flight was dropped, the refused key holds nothing, and
 	// known keys still answer while full (no room needed)
@@ -210,30 +216,30 @@ func TestMemoryFullOfClaimsInFlight(t *testing.T) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
 	for _, k := range []string{"a", "b", "c"} {
-		wantStatus(t, mustClaim(t, m, k, inflightTTL), InFlight)
+		wantStatus(t, mustClaim(t, rec, k, inflightTTL), InFlight)
 	}
 	// one claim done: the next new claim evicts it
 	mustDone(t, m, "b", tokens[1], time.Hour)
-	wantStatus(t, mustClaim(t, m, "b", inflightTTL), Duplicate)
-	wantStatus(t, mustClaim(t, m, "d", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "b", inflightTTL), Duplicate)
+	wantStatus(t, mustClaim(t, rec, "d", inflightTTL), Claimed)
 	if got := rec.get(); !slices.Equal(got, []int{1}) {
-		t.Fatalf("onEvict calls = %v, want [1]", got)
+		t.Fatalf("evictions reported = %v, want [1]", got)
 	}
 	if got, want := memKeys(m), []string{"a", "c", "d"}; !slices.Equal(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
 	// a released claim makes room too, without an eviction
 	mustRelease(t, m, "a", tokens[0])
-	wantStatus(t, mustClaim(t, m, "e", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "e", inflightTTL), Claimed)
 	// an expired claim in flight makes room, without an eviction
-	_, err := m.Claim(context.Background(), "f", inflightTTL)
+	_, err := rec.Claim(context.Background(), "f", inflightTTL)
 	if !errors.Is(err, ErrFull) {
 		t.Fatalf("claim while full: %v, want ErrFull", err)
 	}
 	clk.Advance(inflightTTL)
-	wantStatus(t, mustClaim(t, m, "f", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "f", inflightTTL), Claimed)
 	if got := rec.get(); !slices.Equal(got, []int{1}) {
-		t.Fatalf("onEvict calls = %v, want [1]", got)
+		t.Fatalf("evictions reported = %v, want [1]", got)
 	}
 	checkMemInvariants(t, m)
 }
@@ -244,21 +250,21 @@ func TestMemoryFullOfClaimsInFlight(t *testing.T) {
 // reports every eviction.
 func TestMemoryEvictCountAboveLimit(t *testing.T) {
 	clk := newFakeClock()
-	var rec evictRecorder
-	m := withClock(NewMemory(3, 0, rec.onEvict), clk)
+	rec := &evictRecorder{Memory: withClock(NewMemory(3, 0), clk)}
+	m := rec.Memory
 	defer m.Close()
-	claimDone(t, m, "done-1", 10*time.Minute)
-	claimDone(t, m, "done-2", 20*time.Minute)
-	claimDone(t, m, "done-3", 30*time.Minute)
+	claimDone(t, rec, "done-1", 10*time.Minute)
+	claimDone(t, rec, "done-2", 20*time.Minute)
+	claimDone(t, rec, "done-3", 30*time.Minute)
 	// events whose claims are long gone are marked done
 	mustDone(t, m, "late-1", "", 40*time.Minute)
 	mustDone(t, m, "late-2", "", 50*time.Minute)
 	if n := m.Len(); n != 5 {
 		t.Fatalf("Len = %d, want 5", n)
 	}
-	wantStatus(t, mustClaim(t, m, "new", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, rec, "new", inflightTTL), Claimed)
 	if got := rec.get(); !slices.Equal(got, []int{3}) {
-		t.Fatalf("onEvict calls = %v, want one call with 3", got)
+		t.Fatalf("evictions reported = %v, want one call with 3", got)
 	}
 	if got, want := memKeys(m), []string{"late-1", "late-2", "new"}; !slices.Equal(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
@@ -266,38 +272,66 @@ func TestMemoryEvictCountAboveLimit(t *testing.T) {
 	checkMemInvariants(t, m)
 }
 
-// onEvict is called without the store's lock held: it may use the store.
-func TestMemoryOnEvictWithoutLock(t *testing.T) {
-	var m *Memory
-	called := make(chan int, 1)
-	m = NewMemory(1, 0, func(n int) {
-		_ = m.Len() // deadlocks if the lock is held
-		called <- n
-	})
+// A claim that evicted done events and still found the store full of
+// claims in flight fails with ErrFull and reports the evictions: they
+// happened.
+func TestMemoryEvictedReportedWithErrFull(t *testing.T) {
+	clk := newFakeClock()
+	m := withClock(NewMemory(2, 0), clk)
 	defer m.Close()
-	claimDone(t, m, "a", time.Hour)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = m.Claim(context.Background(), "b", inflightTTL)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Claim did not return: onEvict called with the lock held?")
+	wantStatus(t, mustClaim(t, m, "a", inflightTTL), Claimed)
+	wantStatus(t, mustClaim(t, m, "b", inflightTTL), Claimed)
+	mustDone(t, m, "late", "", time.Hour) // Done passes the limit
+	c, err := m.Claim(context.Background(), "c", inflightTTL)
+	if !errors.Is(err, ErrFull) {
+		t.Fatalf("claim in a store full of claims in flight: %v, want ErrFull", err)
 	}
-	select {
-	case n := <-called:
-		if n != 1 {
-			t.Fatalf("onEvict(%d), want 1", n)
+	if c.Evicted != 1 {
+		t.Fatalf("Evicted = %d with ErrFull, want the 1 done event dropped", c.Evicted)
+	}
+	if got, want := memKeys(m), []string{"a", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("keys %v, want %v", got, want)
+	}
+	checkMemInvariants(t, m)
+}
+
+// SetMaxEntries keeps every entry: a raised limit holds more at once, a
+// lowered one evicts down to it at the next new claim, and reports it.
+func TestMemorySetMaxEntries(t *testing.T) {
+	clk := newFakeClock()
+	m := withClock(NewMemory(2, 0), clk)
+	defer m.Close()
+	claimDone(t, m, "done-1", 10*time.Minute)
+	claimDone(t, m, "done-2", 20*time.Minute)
+	m.SetMaxEntries(4)
+	if n := m.MaxEntries(); n != 4 {
+		t.Fatalf("MaxEntries = %d, want 4", n)
+	}
+	for _, k := range []string{"done-3", "done-4"} {
+		c := mustClaim(t, m, k, inflightTTL)
+		wantStatus(t, c, Claimed)
+		if c.Evicted != 0 {
+			t.Fatalf("%s: evicted %d under the raised limit", k, c.Evicted)
 		}
-	default:
-		t.Fatal("onEvict was not called")
+		mustDone(t, m, k, c.Token, 30*time.Minute)
 	}
+	for _, k := range []string{"done-1", "done-2", "done-3", "done-4"} {
+		wantStatus(t, mustClaim(t, m, k, inflightTTL), Duplicate)
+	}
+	m.SetMaxEntries(2)
+	c := mustClaim(t, m, "new", inflightTTL)
+	wantStatus(t, c, Claimed)
+	if c.Evicted != 3 {
+		t.Fatalf("Evicted = %d after lowering the limit from 4 to 2, want 3", c.Evicted)
+	}
+	if got, want := memKeys(m), []string{"done-4", "new"}; !slices.Equal(got, want) {
+		t.Fatalf("keys %v, want %v", got, want)
+	}
+	checkMemInvariants(t, m)
 }
 
 func TestMemoryTokensAreDistinct(t *testing.T) {
-	m := NewMemory(10000, 0, nil)
+	m := NewMemory(10000, 0)
 	defer m.Close()
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
@@ -341,7 +375,7 @@ func TestMemoryJanitor(t *testing.T) {
 	baseJanitors := janitors()
 
 	clk := newFakeClock()
-	m := withClock(NewMemory(1000, 20*time.Millisecond, nil), clk)
+	m := withClock(NewMemory(1000, 20*time.Millisecond), clk)
 	waitFor(t, 10*time.Second, "NewMemory with a sweep starts one janitor", func() bool { return janitors() == baseJanitors+1 })
 	for i := 0; i < 10; i++ {
 		claimDone(t, m, fmt.Sprintf("done-short-%d", i), time.Minute)
@@ -384,7 +418,7 @@ func TestMemoryJanitor(t *testing.T) {
 
 func TestMemoryNoJanitorWithoutSweep(t *testing.T) {
 	base := janitors()
-	m := NewMemory(10, 0, nil)
+	m := NewMemory(10, 0)
 	defer m.Close()
 	time.Sleep(50 * time.Millisecond) // time for a janitor to show up, were one started
 	if n := janitors(); n != base {
@@ -396,7 +430,7 @@ func TestMemoryNoJanitorWithoutSweep(t *testing.T) {
 // race (run with -race), the heaps stay consistent, the limit holds.
 func TestMemoryConcurrentAtLimit(t *testing.T) {
 	var evicted atomic.Int64
-	m := NewMemory(50, 0, func(n int) { evicted.Add(int64(n)) })
+	m := NewMemory(50, 0)
 	defer m.Close()
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
@@ -406,6 +440,7 @@ func TestMemoryConcurrentAtLimit(t *testing.T) {
 			for i := 0; i < 500; i++ {
 				k := fmt.Sprintf("g%d-%d", g, i)
 				c, err := m.Claim(context.Background(), k, inflightTTL)
+				evicted.Add(int64(c.Evicted))
 				if err != nil {
 					if !errors.Is(err, ErrFull) {
 						t.Error(err)

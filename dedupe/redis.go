@@ -47,12 +47,19 @@ func NewRedis(url string) (*Redis, error) {
 func (s *Redis) Close() error { return s.client.Close() }
 
 // claimScript: claim KEYS[1] as ARGV[1] for ARGV[2] ms unless it exists;
-// returns {0} claimed, {1, pttl} done, {2, pttl} in flight.
+// returns {0, 0} claimed, {1, pttl} done, {2, pttl} in flight. A key that
+// already holds ARGV[1] is our own claim, replayed: the client retries a
+// command whose reply it lost (a read timeout, a dropped connection) after
+// Redis ran it, and that retry must report the claim it made, not find it
+// in flight and leave it to nobody.
 var claimScript = redis.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 	return {0, 0}
 end
 local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+	return {0, 0}
+end
 local ttl = redis.call('PTTL', KEYS[1])
 if v == 'done' then
 	return {1, ttl}
@@ -72,7 +79,12 @@ return 0
 func (s *Redis) Claim(ctx context.Context, key string, inflightTTL time.Duration) (Claim, error) {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	token := "inflight:" + hex.EncodeToString(b[:])
+	return s.claim(ctx, key, "inflight:"+hex.EncodeToString(b[:]), inflightTTL)
+}
+
+// claim claims key as token. The token is unique to this claim, so that
+// the client's retry of the script is idempotent.
+func (s *Redis) claim(ctx context.Context, key, token string, inflightTTL time.Duration) (Claim, error) {
 	res, err := claimScript.Run(ctx, s.client, []string{key}, token, inflightTTL.Milliseconds()).Int64Slice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("%w: %v", ErrStore, err)

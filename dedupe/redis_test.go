@@ -1,6 +1,7 @@
 package dedupe
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,4 +387,186 @@ func TestRedisURLWithUserPasswordDB(t *testing.T) {
 	if n := db0.Exists(ctx, "k2").Val(); n != 0 {
 		t.Error("a client with bad credentials wrote a key")
 	}
+}
+
+// The claim script is idempotent for its own token: run twice with the
+// same token (the client's retry of a command whose reply was lost after
+// Redis ran it), it reports Claimed both times, and the key holds that
+// claim; another token still finds it in flight.
+func TestRedisClaimReplayIsClaimed(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newRedisStore(t, srv.URL())
+	raw := rawClient(t, &redis.Options{Addr: srv.Addr()})
+	ctx := context.Background()
+	const key, token = "webhook_verify:vivreal:evt_replay", "inflight:replayed-token"
+	for i := 1; i <= 2; i++ {
+		c, err := s.claim(ctx, key, token, time.Minute)
+		if err != nil {
+			t.Fatalf("claim %d: %v", i, err)
+		}
+		if c.Status != Claimed || c.Token != token {
+			t.Fatalf("claim %d with the same token = %v (token %q), want claimed with %q", i, c.Status, c.Token, token)
+		}
+	}
+	if v := raw.Get(ctx, key).Val(); v != token {
+		t.Fatalf("value = %q, want the claim's token %q", v, token)
+	}
+	wantStatus(t, mustClaim(t, s, key, time.Minute), InFlight)
+	c, err := s.claim(ctx, key, "inflight:another-token", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, InFlight)
+	// once done, the same token is a duplicate like any other
+	mustDone(t, s, key, token, time.Hour)
+	c, err = s.claim(ctx, key, token, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, Duplicate)
+}
+
+// replyDropper is a TCP proxy in front of a Redis server that forwards
+// every byte both ways, except the reply to the first EVALSHA it sees
+// while armed: it drops that reply and closes the client's connection, as
+// a connection reset after Redis ran the command would.
+type replyDropper struct {
+	ln       net.Listener
+	target   string
+	armed    atomic.Bool
+	evalshas atomic.Int32 // EVALSHA commands forwarded
+	dropped  atomic.Int32 // replies dropped
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newReplyDropper(t *testing.T, target string) *replyDropper {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &replyDropper{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	return p
+}
+
+func (p *replyDropper) track(cs ...net.Conn) {
+	p.mu.Lock()
+	p.conns = append(p.conns, cs...)
+	p.mu.Unlock()
+}
+
+// evalshaCmd is how go-redis names EVALSHA in the RESP stream.
+var evalshaCmd = []byte("$7\r\nevalsha\r\n")
+
+func (p *replyDropper) serve(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	p.track(client, server)
+	var drop atomic.Bool
+	go func() { // server to client
+		defer client.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 {
+				if drop.Load() {
+					// the reply to the script that Redis ran: lost
+					p.dropped.Add(1)
+					server.Close()
+					return
+				}
+				if _, werr := client.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer server.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			// go-redis writes a command in one piece: one read holds it
+			if bytes.Contains(bytes.ToLower(buf[:n]), evalshaCmd) {
+				p.evalshas.Add(1)
+				if p.armed.CompareAndSwap(true, false) {
+					drop.Store(true) // before Redis can answer
+				}
+			}
+			if _, werr := server.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// The claim's reply is lost after Redis ran it, and go-redis retries the
+// script on a new connection (MaxRetries 1): the retry finds the key
+// holding this claim's own token, and the claim is Claimed, not a claim in
+// flight that belongs to nobody (the sender would get 409 and every retry
+// of the event would be refused until inflight_ttl).
+func TestRedisClaimRetriedAfterLostReply(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := rawClient(t, &redis.Options{Addr: srv.Addr()})
+	ctx := context.Background()
+	// loaded, so that EVALSHA runs the script (and is not answered
+	// NOSCRIPT, then sent again as EVAL)
+	if err := claimScript.Load(ctx, raw).Err(); err != nil {
+		t.Fatal(err)
+	}
+	proxy := newReplyDropper(t, srv.Addr())
+	s := newRedisStore(t, "redis://"+proxy.ln.Addr().String()+"/0")
+	// a claim through the proxy first, so that the pool holds a connection
+	wantStatus(t, mustClaim(t, s, "warm-up", time.Minute), Claimed)
+
+	const key = "webhook_verify:vivreal:evt_lost_reply"
+	proxy.armed.Store(true)
+	before := proxy.evalshas.Load()
+	c, err := s.Claim(ctx, key, time.Minute)
+	if n := proxy.dropped.Load(); n != 1 {
+		t.Fatalf("the proxy dropped %d replies, want 1: the test did not lose the claim's reply", n)
+	}
+	if n := proxy.evalshas.Load() - before; n != 2 {
+		t.Fatalf("the claim sent EVALSHA %d times, want 2 (the command and go-redis's retry)", n)
+	}
+	if err != nil {
+		t.Fatalf("claim whose first reply was lost: %v", err)
+	}
+	if c.Status != Claimed {
+		t.Fatalf("claim whose first reply was lost = %v (left %v), want claimed", c.Status, c.Left)
+	}
+	if v := raw.Get(ctx, key).Val(); v != c.Token {
+		t.Fatalf("value = %q, want the claim's token %q", v, c.Token)
+	}
+	// and the claim works as any other: released, it is claimable again
+	mustRelease(t, s, key, c.Token)
+	wantStatus(t, mustClaim(t, s, key, time.Minute), Claimed)
 }

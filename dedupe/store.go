@@ -44,6 +44,12 @@ type Claim struct {
 	Token string
 	// Left is what is left of the entry's expiry (InFlight, Duplicate).
 	Left time.Duration
+	// Evicted is how many delivered events a store at its size limit
+	// dropped to make room for this claim (the memory store at
+	// max_entries; always 0 for Redis, which bounds itself). It is set
+	// even when Claim also returns an error, so that the caller, which
+	// holds the current config's logger, can warn.
+	Evicted int
 }
 
 // Store holds the claims. Implementations are safe for concurrent use.

@@ -36,6 +36,7 @@ http://127.0.0.1:%[1]d {
 	handle /patient {
 		webhook_verify vivreal %[2]s {
 			dedupe {
+				key_prefix patient:
 				inflight_ttl 30s
 			}
 		}
