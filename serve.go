@@ -296,8 +296,3 @@ func clientIP(r *http.Request) string {
 	}
 	return r.RemoteAddr
 }
-
-// reject is refuse for a refusal decided elsewhere.
-func (h *Handler) reject(r *http.Request, status int, reason error) error {
-	return h.refuse(r, caddyhttp.Error(status, reason))
-}
