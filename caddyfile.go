@@ -24,7 +24,7 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var handler Handler
-	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	err := handler.unmarshalCaddyfile(h.Dispenser, &h)
 	return &handler, err
 }
 
@@ -39,6 +39,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		body_timeout  <duration>         # a body arrives within it or gets 408; default 30s
 //		basic_auth    <user> <password>  # repeatable; endpoint credentials
 //		bearer_token  <token>            # repeatable; endpoint credentials
+//		queue [<name>] {                 # store and forward; see parseQueue
+//			...
+//		}
 //		dedupe [<ttl>] {                 # deliver each event id once; default ttl 72h
 //			store        memory | redis <url>  # default memory
 //			key_prefix   <prefix>              # default webhook_verify:
@@ -53,6 +56,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // when the config is loaded. A sender may take options of its own in the
 // block.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return h.unmarshalCaddyfile(d, nil)
+}
+
+// unmarshalCaddyfile is UnmarshalCaddyfile with the HTTP Caddyfile
+// adapter's helper, which the queue's deliver block needs (nil without it).
+func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) error {
 	d.Next() // consume directive name
 
 	if !d.NextArg() {
@@ -131,6 +140,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("bearer_token needs exactly one token: bearer_token <token>")
 			}
 			h.BearerTokens = append(h.BearerTokens, args[0])
+		case "queue":
+			if h.Queue != nil {
+				return d.Err("queue already specified")
+			}
+			q, err := parseQueue(d, helper)
+			if err != nil {
+				return err
+			}
+			h.Queue = q
 		case "dedupe":
 			if h.Dedupe != nil {
 				return d.Err("dedupe already specified")
@@ -150,7 +168,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					continue
 				}
 			}
-			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token or dedupe", sub)
+			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue", sub)
 		}
 	}
 	if len(h.Secrets) == 0 {
@@ -289,3 +307,150 @@ func providerNames() []string {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseQueue parses
+//
+//	queue [<name>] {
+//		store        bbolt [<path>] | redis <url>   # default: bbolt in Caddy's data dir
+//		deliver {                                   # handlers, as inside handle
+//			reverse_proxy localhost:3000
+//		}
+//		retry        <gap> [<gap>...]   # default 10s 1m 5m 30m 1h 2h 4h 8h 12h; the last repeats
+//		max_age      <duration>         # default 72h after receipt, then the event is dead
+//		max_attempts <n>                # default 20
+//		attempt_timeout <duration>      # default 30s
+//		concurrency  <n>                # deliveries at once; default 4
+//		ordered                         # one at a time, in order of receipt
+//		max_pending  <events> <size>    # default 100000 1GiB; over it: 503
+//		ttl          <duration>         # ids remembered after delivered/dead; default 72h
+//		require_id                      # 400 for an event without an id
+//	}
+func parseQueue(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (*Queue, error) {
+	q := new(Queue)
+	if d.NextArg() {
+		q.Name = d.Val()
+	}
+	if d.NextArg() {
+		return nil, d.Errf("queue takes one name, not '%s' too", d.Val())
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] && sub != "deliver" {
+			return nil, d.Errf("queue: %s already specified", sub)
+		}
+		seen[sub] = true
+		switch sub {
+		case "store":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "bbolt":
+				q.Store = "bbolt"
+			case len(args) == 2 && args[0] == "bbolt":
+				q.Store, q.Path = "bbolt", args[1]
+			case len(args) == 2 && args[0] == "redis":
+				q.Store, q.RedisURL = "redis", args[1]
+			default:
+				return nil, d.Err("queue store: use 'store bbolt [<path>]' or 'store redis <url>'")
+			}
+		case "deliver":
+			if len(q.Deliver) > 0 {
+				return nil, d.Err("queue: deliver already specified")
+			}
+			if helper == nil {
+				return nil, d.Err("queue deliver: the deliver block needs the Caddyfile adapter (use the JSON \"deliver\" routes otherwise)")
+			}
+			if d.CountRemainingArgs() > 0 {
+				return nil, d.Err("deliver takes no arguments: put its handlers in a block, deliver { reverse_proxy <backend> }")
+			}
+			sub, err := httpcaddyfile.ParseSegmentAsSubroute(helper.WithDispenser(d.NewFromNextSegment()))
+			if err != nil {
+				return nil, err
+			}
+			sr, ok := sub.(*caddyhttp.Subroute)
+			if !ok || len(sr.Routes) == 0 {
+				return nil, d.Err("queue deliver: the block has no handler: add one, e.g. deliver { reverse_proxy localhost:3000 }")
+			}
+			q.Deliver = sr.Routes
+		case "retry":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Err("retry needs one or more gaps, e.g. retry 10s 1m 5m 30m")
+			}
+			for _, a := range args {
+				v, err := parseDuration(d, "retry", a, "10s", 0)
+				if err != nil {
+					return nil, err
+				}
+				q.Retry = append(q.Retry, caddy.Duration(v))
+			}
+		case "max_age", "attempt_timeout", "ttl":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return nil, d.Errf("%s takes one duration", sub)
+			}
+			least := time.Duration(0)
+			if sub == "ttl" {
+				least = time.Second
+			}
+			v, err := parseDuration(d, sub, args[0], "72h", least)
+			if err != nil {
+				return nil, err
+			}
+			switch sub {
+			case "max_age":
+				q.MaxAge = caddy.Duration(v)
+			case "attempt_timeout":
+				q.AttemptTimeout = caddy.Duration(v)
+			default:
+				q.TTL = caddy.Duration(v)
+			}
+		case "max_attempts", "concurrency":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return nil, d.Errf("%s takes one number", sub)
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil {
+				return nil, d.Errf("%s: '%s' is not a number", sub, args[0])
+			}
+			if n <= 0 {
+				return nil, d.Errf("%s: '%s' must be positive", sub, args[0])
+			}
+			if sub == "max_attempts" {
+				q.MaxAttempts = n
+			} else {
+				q.Concurrency = n
+			}
+		case "ordered", "require_id":
+			if d.NextArg() {
+				return nil, d.Errf("%s takes no argument", sub)
+			}
+			if sub == "ordered" {
+				q.Ordered = true
+			} else {
+				q.RequireID = true
+			}
+		case "max_pending":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Err("max_pending takes a number of events and a size, e.g. max_pending 100000 1GiB")
+			}
+			n, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || n <= 0 {
+				return nil, d.Errf("max_pending: '%s' is not a positive number of events", args[0])
+			}
+			size, err := humanize.ParseBytes(args[1])
+			if err != nil || size == 0 || size > 1<<50 {
+				return nil, d.Errf("max_pending: '%s' is not a size: use e.g. 1GiB", args[1])
+			}
+			q.MaxPendingEvents, q.MaxPendingBytes = n, int64(size)
+		default:
+			return nil, d.Errf("unrecognized queue option '%s': use store, deliver, retry, max_age, max_attempts, attempt_timeout, concurrency, ordered, max_pending, ttl or require_id", sub)
+		}
+	}
+	if len(q.Deliver) == 0 {
+		return nil, d.Err("queue needs a deliver block: deliver { reverse_proxy <backend> }")
+	}
+	return q, nil
+}

@@ -232,7 +232,7 @@ func TestCaddyfileErrors(t *testing.T) {
 
 				max_body 1MiB
 			}`,
-			want: []string{"unrecognized subdirective 'max_body': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token or dedupe"},
+			want: []string{"unrecognized subdirective 'max_body': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue"},
 			line: 4,
 		},
 		{

@@ -27,13 +27,16 @@ const (
 	outcomeDuplicate          = "duplicate"
 	outcomeInFlight           = "in_flight"
 	outcomeStoreError         = "store_error"
+	outcomeQueued             = "queued"
+	outcomeQueueFull          = "queue_full"
+	outcomeQueueNoSpace       = "queue_no_space"
 )
 
 var allOutcomes = []string{
 	outcomeVerified, outcomeMissingSignature, outcomeMalformedSignature, outcomeBadSignature,
 	outcomeBadCredentials, outcomeTooLarge, outcomeMethodNotAllowed, outcomeOverBudget,
 	outcomeReadError, outcomeTimeout, outcomeProviderError, outcomeMissingID, outcomeDuplicate,
-	outcomeInFlight, outcomeStoreError,
+	outcomeInFlight, outcomeStoreError, outcomeQueued, outcomeQueueFull, outcomeQueueNoSpace,
 }
 
 // The collectors are created once per process and registered in each
@@ -82,7 +85,8 @@ type handlerMetrics struct {
 
 func newHandlerMetrics(ctx caddy.Context, provider string) (*handlerMetrics, error) {
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
-		for _, c := range []prometheus.Collector{requestsTotal, bodyBytes, verifyDuration, bufferedBytes} {
+		for _, c := range []prometheus.Collector{requestsTotal, bodyBytes, verifyDuration, bufferedBytes,
+			queueMetrics.enqueue, queueMetrics.delivery, queueMetrics.attempts, queueMetrics.dead, queueStates} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) || are.ExistingCollector != c {
@@ -112,4 +116,73 @@ func (m *handlerMetrics) count(outcome string) {
 func (m *handlerMetrics) observe(size int, start time.Time) {
 	m.bytes.Observe(float64(size))
 	m.duration.Observe(time.Since(start).Seconds())
+}
+
+// Store-and-forward metrics, labelled by queue name.
+var queueMetrics = struct {
+	enqueue  *prometheus.HistogramVec
+	delivery *prometheus.HistogramVec
+	attempts *prometheus.CounterVec
+	dead     *prometheus.CounterVec
+}{
+	enqueue: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "webhook_verify", Name: "queue_enqueue_seconds",
+		Help:    "Time to store a verified event durably (its group commit's fsync included).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
+	}, []string{"queue"}),
+	delivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "webhook_verify", Name: "queue_delivery_seconds",
+		Help:    "Time from receipt to delivery of queued events.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
+	}, []string{"queue"}),
+	attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhook_verify", Name: "queue_attempts_total",
+		Help: "Delivery attempts by result: delivered, 3xx, 4xx, 5xx, timeout, error, no_response, interrupted (not counted as an attempt).",
+	}, []string{"queue", "result"}),
+	dead: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhook_verify", Name: "queue_dead_total",
+		Help: "Events that became dead (not delivered; kept for replay).",
+	}, []string{"queue"}),
+}
+
+// queueStates reports the live queues' events by state and the age of
+// their oldest pending event, read from the queues at each scrape (one
+// value per queue, however many configs share it during a reload).
+var queueStates prometheus.Collector = queueStateCollector{}
+
+var (
+	queueEventsDesc = prometheus.NewDesc("caddy_webhook_verify_queue_events",
+		"Events in the queue by state (pending includes in flight).", []string{"queue", "state"}, nil)
+	queuePendingBytesDesc = prometheus.NewDesc("caddy_webhook_verify_queue_pending_bytes",
+		"Bytes of the bodies waiting to be delivered.", []string{"queue"}, nil)
+	queueOldestDesc = prometheus.NewDesc("caddy_webhook_verify_queue_oldest_pending_age_seconds",
+		"Age of the oldest event waiting to be delivered (0 when none waits).", []string{"queue"}, nil)
+	queuePausedDesc = prometheus.NewDesc("caddy_webhook_verify_queue_paused",
+		"1 while the queue's delivery is paused.", []string{"queue"}, nil)
+)
+
+type queueStateCollector struct{}
+
+func (queueStateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueEventsDesc
+	ch <- queuePendingBytesDesc
+	ch <- queueOldestDesc
+	ch <- queuePausedDesc
+}
+
+func (queueStateCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, rt := range liveQueues() {
+		st := rt.stats()
+		ch <- prometheus.MustNewConstMetric(queueEventsDesc, prometheus.GaugeValue, float64(st.Pending-st.InFlight), rt.name, "pending")
+		ch <- prometheus.MustNewConstMetric(queueEventsDesc, prometheus.GaugeValue, float64(st.InFlight), rt.name, "in_flight")
+		ch <- prometheus.MustNewConstMetric(queueEventsDesc, prometheus.GaugeValue, float64(st.Delivered), rt.name, "delivered")
+		ch <- prometheus.MustNewConstMetric(queueEventsDesc, prometheus.GaugeValue, float64(st.Dead), rt.name, "dead")
+		ch <- prometheus.MustNewConstMetric(queuePendingBytesDesc, prometheus.GaugeValue, float64(st.PendingBytes), rt.name)
+		ch <- prometheus.MustNewConstMetric(queueOldestDesc, prometheus.GaugeValue, st.OldestPendingAge, rt.name)
+		paused := 0.0
+		if st.Paused {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(queuePausedDesc, prometheus.GaugeValue, paused, rt.name)
+	}
 }

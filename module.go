@@ -115,6 +115,13 @@ type Handler struct {
 	// {"received":true,"duplicate":true}, one in flight 409. Off unless set.
 	Dedupe *Dedupe `json:"dedupe,omitempty"`
 
+	// Store and forward: a verified event is written durably to disk
+	// before the sender is answered 200 {"received":true,"queued":true},
+	// then delivered by the gateway itself through the queue's deliver
+	// handlers, with retries; see Queue. Off unless set; not with dedupe
+	// (the queue deduplicates by id itself).
+	Queue *Queue `json:"queue,omitempty"`
+
 	provider providers.Provider
 	name     string   // the provider's module name, e.g. "vivreal"
 	fields   []string // "http.webhook.<field>" for each provider field
@@ -235,11 +242,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.eagerFields = true
 	}
+	if h.Queue != nil {
+		if err := h.Queue.provision(ctx, h); err != nil {
+			return fmt.Errorf("%s: %v", h.name, err)
+		}
+		h.eagerFields = true
+	}
 	return nil
 }
 
 // Cleanup releases the dedupe store (kept while another config uses it).
 func (h *Handler) Cleanup() error {
+	if h.Queue != nil {
+		h.Queue.cleanup()
+	}
 	if h.Dedupe != nil {
 		return h.Dedupe.cleanup()
 	}

@@ -66,10 +66,11 @@ func TestREADMECaddyfileGrammarMatchesParser(t *testing.T) {
 	if grammar == "" {
 		t.Fatal("the README has no webhook_verify grammar block")
 	}
-	var top, inDedupe []string
-	depth := 0
+	var top []string
+	inner := map[string][]string{} // the options of each block at the top level
+	depth, block := 0, ""
 	for _, line := range strings.Split(grammar, "\n") {
-		line = strings.TrimSpace(line)
+		line = strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
 		if line == "" || strings.HasPrefix(line, "webhook_verify") {
 			if strings.HasSuffix(line, "{") {
 				depth++
@@ -84,20 +85,27 @@ func TestREADMECaddyfileGrammarMatchesParser(t *testing.T) {
 		switch depth {
 		case 1:
 			top = append(top, name)
+			block = name
 		case 2:
-			inDedupe = append(inDedupe, name)
+			inner[block] = append(inner[block], name)
 		}
-		if strings.Contains(strings.SplitN(line, "#", 2)[0], "{") {
+		if strings.HasSuffix(line, "{") {
 			depth++
 		}
 	}
 	slices.Sort(top)
-	slices.Sort(inDedupe)
 	if want := rmKnown(t, "webhook_verify vivreal s {\n\tno_such_option 1\n}"); !slices.Equal(top, want) {
 		t.Errorf("README grammar lists %v; the parser knows %v", top, want)
 	}
-	if want := rmKnown(t, "webhook_verify vivreal s {\n\tdedupe {\n\t\tno_such_option\n\t}\n}"); !slices.Equal(inDedupe, want) {
-		t.Errorf("README dedupe grammar lists %v; the parser knows %v", inDedupe, want)
+	for blk, input := range map[string]string{
+		"dedupe": "webhook_verify vivreal s {\n\tdedupe {\n\t\tno_such_option\n\t}\n}",
+		"queue":  "webhook_verify vivreal s {\n\tqueue {\n\t\tno_such_option\n\t}\n}",
+	} {
+		got := inner[blk]
+		slices.Sort(got)
+		if want := rmKnown(t, input); !slices.Equal(got, want) {
+			t.Errorf("README %s grammar lists %v; the parser knows %v", blk, got, want)
+		}
 	}
 }
 

@@ -161,8 +161,12 @@ func (h *Handler) handOver(r *http.Request, body *verifiedBody) {
 }
 
 // deliver hands a verified request over, in the way chosen at provision:
-// to the next handler at once, or once per event id (dedupe).
+// stored for delivery by the gateway (queue), to the next handler once per
+// event id (dedupe), or to the next handler at once.
 func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, body *verifiedBody) error {
+	if h.Queue != nil {
+		return h.serveQueue(w, r, body)
+	}
 	if h.Dedupe != nil {
 		return h.serveDedupe(w, r, next, body.field(h.idIndex))
 	}
@@ -256,6 +260,9 @@ var outcomes = []struct {
 	{ErrNoID, outcomeMissingID},
 	{ErrInFlight, outcomeInFlight},
 	{dedupe.ErrStore, outcomeStoreError},
+	{ErrQueueFull, outcomeQueueFull},
+	{ErrQueueNoSpace, outcomeQueueNoSpace},
+	{ErrQueueStore, outcomeStoreError},
 }
 
 // outcomeOf maps a refusal's reason to its metrics outcome. A provider's

@@ -1,0 +1,145 @@
+package webhookverify
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "webhook",
+		Usage: "queue list|events|show|replay|discard|pause|resume [<queue>] [<id>]",
+		Short: "Inspects and operates the webhook_verify store-and-forward queues",
+		Long: `
+Talks to the running Caddy's admin API (/webhook_verify/ routes):
+
+  caddy webhook queue list                       the queues, with counts by state
+  caddy webhook queue events <queue> [--state dead] [--limit n]
+  caddy webhook queue show <queue> <id> [--body] the event (its body only with --body)
+  caddy webhook queue replay <queue> <id>        a dead event back to pending
+  caddy webhook queue discard <queue> <id>       delete an event and forget its id
+  caddy webhook queue pause|resume <queue>       stop or restart delivery
+
+--address is the admin endpoint (default: localhost:2019, or the one of
+--config).`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().String("address", "", "The address of Caddy's admin API")
+			cmd.Flags().StringP("config", "c", "", "The config file, to find the admin address")
+			cmd.Flags().StringP("adapter", "a", "", "The config adapter of --config")
+			cmd.Flags().String("state", "", "events: only this state (pending, in_flight, delivered, dead)")
+			cmd.Flags().Int("limit", 100, "events: at most this many")
+			cmd.Flags().Bool("body", false, "show: print the body too")
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdWebhook)
+		},
+	})
+}
+
+func cmdWebhook(fl caddycmd.Flags) (int, error) {
+	args := fl.Args()
+	if len(args) < 2 || args[0] != "queue" {
+		return caddy1(fmt.Errorf("usage: caddy webhook queue list|events|show|replay|discard|pause|resume [<queue>] [<id>]"))
+	}
+	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
+	if err != nil {
+		return caddy1(err)
+	}
+	need := func(n int, usage string) error {
+		if len(args) != n {
+			return fmt.Errorf("usage: caddy webhook queue %s", usage)
+		}
+		return nil
+	}
+	esc := url.PathEscape
+	var method, uri string
+	switch verb := args[1]; verb {
+	case "list":
+		if err := need(2, "list"); err != nil {
+			return caddy1(err)
+		}
+		method, uri = http.MethodGet, "/webhook_verify/queues"
+	case "events":
+		if err := need(3, "events <queue> [--state dead] [--limit n]"); err != nil {
+			return caddy1(err)
+		}
+		q := url.Values{}
+		if s := fl.String("state"); s != "" {
+			q.Set("state", s)
+		}
+		q.Set("limit", fmt.Sprint(fl.Int("limit")))
+		method, uri = http.MethodGet, "/webhook_verify/queues/"+esc(args[2])+"/events?"+q.Encode()
+	case "show":
+		if err := need(4, "show <queue> <id> [--body]"); err != nil {
+			return caddy1(err)
+		}
+		uri = "/webhook_verify/queues/" + esc(args[2]) + "/events/" + esc(args[3])
+		if fl.Bool("body") {
+			uri += "?body=1"
+		}
+		method = http.MethodGet
+	case "replay":
+		if err := need(4, "replay <queue> <id>"); err != nil {
+			return caddy1(err)
+		}
+		method, uri = http.MethodPost, "/webhook_verify/queues/"+esc(args[2])+"/events/"+esc(args[3])+"/replay"
+	case "discard":
+		if err := need(4, "discard <queue> <id>"); err != nil {
+			return caddy1(err)
+		}
+		method, uri = http.MethodDelete, "/webhook_verify/queues/"+esc(args[2])+"/events/"+esc(args[3])
+	case "pause", "resume":
+		if err := need(3, verb+" <queue>"); err != nil {
+			return caddy1(err)
+		}
+		method, uri = http.MethodPost, "/webhook_verify/queues/"+esc(args[2])+"/"+verb
+	default:
+		return caddy1(fmt.Errorf("unknown queue command %q: use list, events, show, replay, discard, pause or resume", verb))
+	}
+	res, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
+	if err != nil {
+		return caddy1(err)
+	}
+	defer res.Body.Close()
+	out, err := io.ReadAll(res.Body)
+	if err != nil {
+		return caddy1(err)
+	}
+	if args[1] == "show" && fl.Bool("body") {
+		out = decodeBodyField(out)
+	}
+	_, _ = os.Stdout.Write(out)
+	return 0, nil
+}
+
+// decodeBodyField prints the event with its body as text rather than
+// base64, when the body is valid UTF-8 JSON text (webhooks are).
+func decodeBodyField(out []byte) []byte {
+	var ev map[string]any
+	if json.Unmarshal(out, &ev) != nil {
+		return out
+	}
+	b64, _ := ev["body"].(string)
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return out
+	}
+	delete(ev, "body")
+	meta, _ := json.MarshalIndent(ev, "", "  ")
+	var buf bytes.Buffer
+	buf.Write(meta)
+	buf.WriteString("\n--- body ---\n")
+	buf.Write(raw)
+	buf.WriteString("\n")
+	return buf.Bytes()
+}
+
+func caddy1(err error) (int, error) { return 1, err }

@@ -1,0 +1,826 @@
+package webhookverify
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhookverify/caddy-webhook-verify/queue"
+)
+
+// Queue defaults.
+var (
+	DefaultRetry = []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 30 * time.Minute,
+		time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 12 * time.Hour}
+)
+
+const (
+	DefaultMaxAge           = 72 * time.Hour
+	DefaultMaxAttempts      = 20
+	DefaultAttemptTimeout   = 30 * time.Second
+	DefaultConcurrency      = 4
+	DefaultMaxPendingEvents = 100_000
+	DefaultMaxPendingBytes  = 1 << 30
+	DefaultQueueTTL         = 72 * time.Hour
+	queueStopGrace          = 5 * time.Second // attempts in flight at a reload or stop
+	queuePurgeEvery         = time.Minute
+)
+
+// Reasons of the queue's refusals.
+var (
+	ErrQueueFull    = errors.New("queue full")
+	ErrQueueNoSpace = errors.New("disk short of space")
+	ErrQueueStore   = errors.New("queue store unavailable")
+)
+
+// Queue is store and forward: a verified event is written durably to a
+// bbolt file (the transaction's fsync returned) before the sender is
+// answered 200 {"received":true,"queued":true}, and the gateway then
+// delivers it itself through the deliver handlers, retrying on failure,
+// and keeping it as dead when it cannot be delivered.
+//
+// A store error, a queue over max_pending or a disk short of space is
+// answered 503 with Retry-After, never 2xx. An event whose id is already
+// stored (any state, within ttl) is answered 200
+// {"received":true,"duplicate":true} and not stored again: the id check
+// and the append are one transaction.
+type Queue struct {
+	// The queue's name, unique in the config; it names the queue in the
+	// admin API and the metrics. Default: the provider's name.
+	Name string `json:"name,omitempty"`
+
+	// "bbolt" (default): a file on this machine. ("redis" is planned.)
+	Store string `json:"store,omitempty"`
+
+	// The bbolt file. Default: webhook_verify/queue.db in Caddy's data
+	// directory. One process at a time: a second Caddy on the same file
+	// fails at start. Several queues may share a file.
+	Path string `json:"path,omitempty"`
+
+	// The Redis URL of store redis (planned; refused for now).
+	RedisURL string `json:"redis_url,omitempty"`
+
+	// The handlers that deliver an event, as inside a handle block,
+	// typically one reverse_proxy. A 2xx they write delivers the event;
+	// anything else is a failed attempt. Required.
+	Deliver caddyhttp.RouteList `json:"deliver,omitempty"`
+
+	// The gaps between attempts; the last repeats. Each gap gets up to
+	// 10 % jitter, never less. Default: 10s 1m 5m 30m 1h 2h 4h 8h 12h.
+	Retry []caddy.Duration `json:"retry,omitempty"`
+
+	// How long after receipt an event may still be attempted; past it a
+	// failed event is dead. Default: 72h.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// The most attempts; after the last failed one the event is dead.
+	// Default: 20.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+
+	// How long one attempt may take. Default: 30s.
+	AttemptTimeout caddy.Duration `json:"attempt_timeout,omitempty"`
+
+	// Deliveries at once. Default: 4.
+	Concurrency int `json:"concurrency,omitempty"`
+
+	// Deliver one event at a time, in order of receipt: a failing event
+	// holds the ones after it until it is delivered or dead.
+	Ordered bool `json:"ordered,omitempty"`
+
+	// The most events, and bytes of bodies, waiting to be delivered; an
+	// event past either is answered 503. Default: 100000 and 1 GiB.
+	MaxPendingEvents int64 `json:"max_pending_events,omitempty"`
+	MaxPendingBytes  int64 `json:"max_pending_bytes,omitempty"`
+
+	// How long a delivered or dead event's id (and metadata; a dead
+	// event's body too) is kept, for dedupe and for operators. Default:
+	// 72h.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+
+	// Refuse an event without an id with 400 instead of storing it under
+	// a generated id (not deduplicated).
+	RequireID bool `json:"require_id,omitempty"`
+
+	rt      *queueRuntime
+	target  *deliveryTarget
+	poolKey string
+	named   *queueName
+}
+
+// queueFiles holds the open bbolt files across reloads.
+var queueFiles = caddy.NewUsagePool()
+
+type queueFile struct {
+	store    *queue.Store
+	mu       sync.Mutex
+	runtimes map[string]*queueRuntime
+}
+
+func (f *queueFile) Destruct() error {
+	f.mu.Lock()
+	rts := make([]*queueRuntime, 0, len(f.runtimes))
+	for _, rt := range f.runtimes {
+		rts = append(rts, rt)
+	}
+	f.mu.Unlock()
+	for _, rt := range rts {
+		rt.shutdown()
+	}
+	return f.store.Close()
+}
+
+// queueNames makes a queue's name unique in a config, and lets the admin
+// API find the queues of the running config.
+var queueNames = struct {
+	sync.Mutex
+	byConfig map[any]map[string]*queueRuntime
+	live     map[string][]*queueRuntime // by name, newest last
+}{byConfig: map[any]map[string]*queueRuntime{}, live: map[string][]*queueRuntime{}}
+
+type queueName struct {
+	config any
+	name   string
+	rt     *queueRuntime
+}
+
+func (q *Queue) provision(ctx caddy.Context, h *Handler) (err error) {
+	if h.Dedupe != nil {
+		return fmt.Errorf("queue: dedupe and queue in one handler: the queue deduplicates by id itself; remove the dedupe block")
+	}
+	if h.idIndex < 0 {
+		return fmt.Errorf("queue: this provider has no event id")
+	}
+	switch q.Store {
+	case "", "bbolt":
+	case "redis":
+		return fmt.Errorf("queue: store redis is not available yet: use store bbolt")
+	default:
+		return fmt.Errorf("queue: unknown store '%s': use bbolt", q.Store)
+	}
+	if len(q.Deliver) == 0 {
+		return fmt.Errorf("queue: no deliver handlers: add deliver { reverse_proxy <backend> }")
+	}
+	if q.Name == "" {
+		q.Name = h.name
+	}
+	if len(q.Retry) == 0 {
+		for _, d := range DefaultRetry {
+			q.Retry = append(q.Retry, caddy.Duration(d))
+		}
+	}
+	for i, d := range q.Retry {
+		if d <= 0 {
+			return fmt.Errorf("queue: retry gap %d must be positive", i+1)
+		}
+	}
+	setDefault(&q.MaxAge, DefaultMaxAge)
+	setDefault(&q.AttemptTimeout, DefaultAttemptTimeout)
+	setDefault(&q.TTL, DefaultQueueTTL)
+	if q.MaxAttempts == 0 {
+		q.MaxAttempts = DefaultMaxAttempts
+	}
+	if q.Concurrency == 0 {
+		q.Concurrency = DefaultConcurrency
+	}
+	if q.MaxPendingEvents == 0 {
+		q.MaxPendingEvents = DefaultMaxPendingEvents
+	}
+	if q.MaxPendingBytes == 0 {
+		q.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	for _, v := range []struct {
+		name string
+		bad  bool
+	}{
+		{"max_age", q.MaxAge < 0}, {"attempt_timeout", q.AttemptTimeout < 0}, {"ttl", q.TTL < 0},
+		{"max_attempts", q.MaxAttempts < 0}, {"concurrency", q.Concurrency < 0},
+		{"max_pending events", q.MaxPendingEvents < 0}, {"max_pending size", q.MaxPendingBytes < 0},
+	} {
+		if v.bad {
+			return fmt.Errorf("queue: %s must be positive", v.name)
+		}
+	}
+	if q.MaxPendingBytes < h.MaxBodySize {
+		return fmt.Errorf("queue: max_pending size (%d) is smaller than max_body_size (%d): no event of the largest size could be queued", q.MaxPendingBytes, h.MaxBodySize)
+	}
+	if q.Path == "" {
+		q.Path = filepath.Join(caddy.AppDataDir(), "webhook_verify", "queue.db")
+	}
+	path, err := filepath.Abs(q.Path)
+	if err != nil {
+		return fmt.Errorf("queue: path %s: %v", q.Path, err)
+	}
+	q.Path = path
+
+	defer func() {
+		if err != nil {
+			q.cleanup()
+		}
+	}()
+
+	// the delivery chain, provisioned with this handler: a real nested
+	// reverse_proxy with its load balancing, health checks and TLS
+	if err := q.Deliver.Provision(ctx); err != nil {
+		return fmt.Errorf("queue %s: deliver: %v", q.Name, err)
+	}
+	v, _, err := queueFiles.LoadOrNew(path, func() (caddy.Destructor, error) {
+		st, err := queue.Open(path, queue.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return &queueFile{store: st, runtimes: map[string]*queueRuntime{}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue %s: %v", q.Name, err)
+	}
+	q.poolKey = path
+	file := v.(*queueFile)
+	file.mu.Lock()
+	rt := file.runtimes[q.Name]
+	if rt == nil {
+		sq, err := file.store.Queue(q.Name)
+		if err != nil {
+			file.mu.Unlock()
+			return fmt.Errorf("queue %s: %v", q.Name, err)
+		}
+		rt = newQueueRuntime(q.Name, sq)
+		rt.path = path
+		file.runtimes[q.Name] = rt
+	}
+	file.mu.Unlock()
+	q.rt = rt
+
+	if err := q.register(ctx, rt); err != nil {
+		return err
+	}
+
+	tctx, cancel := context.WithCancel(context.Background())
+	q.target = &deliveryTarget{
+		h:      h,
+		cfg:    q,
+		chain:  q.Deliver.Compile(caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })),
+		ctx:    tctx,
+		cancel: cancel,
+		logger: h.logger,
+	}
+	rt.attach(q.target)
+	return nil
+}
+
+func setDefault(d *caddy.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = caddy.Duration(def)
+	}
+}
+
+func (q *Queue) register(ctx caddy.Context, rt *queueRuntime) error {
+	cfg := configOf(ctx)
+	queueNames.Lock()
+	defer queueNames.Unlock()
+	names := queueNames.byConfig[cfg]
+	if names == nil {
+		names = map[string]*queueRuntime{}
+		queueNames.byConfig[cfg] = names
+	}
+	if _, taken := names[q.Name]; taken {
+		return fmt.Errorf("queue: two handlers of this config use the queue name %q: give each its own (queue <name> { ... })", q.Name)
+	}
+	names[q.Name] = rt
+	queueNames.live[q.Name] = append(queueNames.live[q.Name], rt)
+	q.named = &queueName{config: cfg, name: q.Name, rt: rt}
+	return nil
+}
+
+func (q *Queue) cleanup() {
+	if q.target != nil {
+		q.rt.detach(q.target)
+		q.target = nil
+	}
+	if n := q.named; n != nil {
+		queueNames.Lock()
+		if names := queueNames.byConfig[n.config]; names != nil {
+			delete(names, n.name)
+			if len(names) == 0 {
+				delete(queueNames.byConfig, n.config)
+			}
+		}
+		live := queueNames.live[n.name]
+		for i, rt := range live {
+			if rt == n.rt {
+				live = append(live[:i:i], live[i+1:]...)
+				break
+			}
+		}
+		if len(live) == 0 {
+			delete(queueNames.live, n.name)
+		} else {
+			queueNames.live[n.name] = live
+		}
+		queueNames.Unlock()
+		q.named = nil
+	}
+	if q.poolKey != "" {
+		_, _ = queueFiles.Delete(q.poolKey)
+		q.poolKey = ""
+	}
+}
+
+// liveQueue is the runtime of the named queue of the running config.
+func liveQueue(name string) *queueRuntime {
+	queueNames.Lock()
+	defer queueNames.Unlock()
+	live := queueNames.live[name]
+	if len(live) == 0 {
+		return nil
+	}
+	return live[len(live)-1]
+}
+
+// liveQueues lists the running queues, one per name.
+func liveQueues() []*queueRuntime {
+	queueNames.Lock()
+	defer queueNames.Unlock()
+	out := make([]*queueRuntime, 0, len(queueNames.live))
+	for _, live := range queueNames.live {
+		out = append(out, live[len(live)-1])
+	}
+	return out
+}
+
+// serveQueue stores a verified request and answers the sender.
+func (h *Handler) serveQueue(w http.ResponseWriter, r *http.Request, body *verifiedBody) error {
+	q := h.Queue
+	if s, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && q.target.server.Load() != s {
+		q.target.server.Store(s) // delivery runs its requests as this server's
+	}
+	id := body.field(h.idIndex)
+	generated := false
+	if id == "" {
+		if q.RequireID {
+			return h.refuse(r, caddyhttp.Error(http.StatusBadRequest, ErrNoID))
+		}
+		id, generated = newEventID(h.now()), true
+	}
+	ev := &queue.Event{
+		ID:          id,
+		GeneratedID: generated,
+		Provider:    h.name,
+		Method:      r.Method,
+		URI:         r.RequestURI,
+		Host:        r.Host,
+		Header:      r.Header.Clone(),
+		ClientIP:    clientIP(r),
+		RemoteAddr:  r.RemoteAddr,
+		ReceivedAt:  h.now(),
+		Body:        body.bytes(),
+	}
+	if i := h.fieldIndex("event"); i >= 0 {
+		ev.EventType = body.field(i)
+	}
+	start := time.Now()
+	res, err := q.rt.q.Enqueue(ev, queue.Limits{MaxEvents: q.MaxPendingEvents, MaxBytes: q.MaxPendingBytes})
+	queueMetrics.enqueue.WithLabelValues(q.Name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		w.Header().Set("Retry-After", retryAfter503)
+		reason := ErrQueueStore
+		switch {
+		case errors.Is(err, queue.ErrFull):
+			reason = ErrQueueFull
+		case errors.Is(err, queue.ErrNoSpace):
+			reason = ErrQueueNoSpace
+		}
+		h.metrics.count(outcomeOf(reason))
+		if c := h.logger.Check(zapcore.ErrorLevel, "webhook not queued"); c != nil {
+			c.Write(zap.String("provider", h.name), zap.String("queue", q.Name), zap.String("id", id),
+				zap.String("client_ip", clientIP(r)), zap.Error(err))
+		}
+		return caddyhttp.Error(http.StatusServiceUnavailable, reason)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if res.Duplicate {
+		h.metrics.count(outcomeDuplicate)
+		h.logDuplicateState(r, id, string(res.State))
+		w.WriteHeader(http.StatusOK)
+		_, err := w.Write([]byte(`{"received":true,"duplicate":true}`))
+		return err
+	}
+	h.metrics.count(outcomeQueued)
+	q.rt.wakeUp()
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write([]byte(`{"received":true,"queued":true}`))
+	return err
+}
+
+func (h *Handler) fieldIndex(name string) int {
+	for i, f := range h.fields {
+		if f == placeholderPrefix+name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (h *Handler) logDuplicateState(r *http.Request, id, state string) {
+	if c := h.logger.Check(zapcore.InfoLevel, "duplicate webhook not stored"); c != nil {
+		c.Write(zap.String("provider", h.name), zap.String("id", id), zap.String("state", state),
+			zap.String("client_ip", clientIP(r)), zap.String("remote_addr", r.RemoteAddr))
+	}
+}
+
+// newEventID is a sortable generated id for an event that has none: the
+// receive time in milliseconds, then 80 random bits (as a ULID has).
+func newEventID(now time.Time) string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return "gen_" + strconv.FormatInt(now.UnixMilli(), 36) + "_" + hex.EncodeToString(b[:])
+}
+
+// deliveryTarget is one config's way of delivering a queue's events: its
+// handler (provider, logger) and its compiled deliver chain.
+type deliveryTarget struct {
+	h      *Handler
+	cfg    *Queue
+	chain  caddyhttp.Handler
+	ctx    context.Context // cancelled when the config is cleaned up
+	cancel context.CancelFunc
+	logger *zap.Logger
+	server atomic.Pointer[caddyhttp.Server] // seen on a live request
+	wg     sync.WaitGroup
+}
+
+// queueRuntime delivers one queue's events; it outlives config reloads
+// (the newest config's target delivers).
+type queueRuntime struct {
+	name string
+	path string
+	q    *queue.Queue
+
+	mu       sync.Mutex
+	target   *deliveryTarget
+	inflight map[string]context.CancelFunc
+	wake     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+	started  bool
+
+	now  func() time.Time
+	rand func() float64 // [0,1), for the jitter
+}
+
+func newQueueRuntime(name string, q *queue.Queue) *queueRuntime {
+	return &queueRuntime{
+		name:     name,
+		q:        q,
+		inflight: map[string]context.CancelFunc{},
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		now:      time.Now,
+		rand:     mrand.Float64,
+	}
+}
+
+func (rt *queueRuntime) attach(t *deliveryTarget) {
+	rt.mu.Lock()
+	rt.target = t
+	start := !rt.started
+	rt.started = true
+	rt.mu.Unlock()
+	if start {
+		go rt.run()
+	}
+	rt.wakeUp()
+}
+
+// detach stops delivering through t (a config being unloaded): attempts
+// running on it get a short grace, then are cancelled; a cancelled attempt
+// is not counted, and its event is delivered again, by the next config.
+func (rt *queueRuntime) detach(t *deliveryTarget) {
+	rt.mu.Lock()
+	if rt.target == t {
+		rt.target = nil
+	}
+	rt.mu.Unlock()
+	waitGrace(&t.wg, queueStopGrace)
+	t.cancel()
+	t.wg.Wait()
+	rt.wakeUp()
+}
+
+func waitGrace(wg *sync.WaitGroup, d time.Duration) {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-time.After(d):
+	}
+}
+
+// shutdown stops the dispatcher (the file is closing).
+func (rt *queueRuntime) shutdown() {
+	rt.once.Do(func() { close(rt.stop) })
+	rt.mu.Lock()
+	started := rt.started
+	rt.mu.Unlock()
+	if started {
+		<-rt.done
+	}
+}
+
+func (rt *queueRuntime) wakeUp() {
+	select {
+	case rt.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (rt *queueRuntime) isInFlight(id string) bool {
+	_, ok := rt.inflight[id] // rt.mu held by the caller
+	return ok
+}
+
+// InFlight lists the ids being attempted now.
+func (rt *queueRuntime) inFlight() map[string]bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	out := make(map[string]bool, len(rt.inflight))
+	for id := range rt.inflight {
+		out[id] = true
+	}
+	return out
+}
+
+// run is the dispatcher: it starts an attempt for each due event, up to
+// concurrency at once, and sleeps until the next is due or it is woken.
+func (rt *queueRuntime) run() {
+	defer close(rt.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	lastPurge := time.Time{}
+	for {
+		next := rt.dispatch()
+		now := rt.now()
+		if now.Sub(lastPurge) >= queuePurgeEvery {
+			lastPurge = now
+			if _, err := rt.q.Purge(now); err != nil {
+				rt.logError("queue purge failed", err)
+			}
+		}
+		wait := queuePurgeEvery
+		if !next.IsZero() {
+			wait = min(wait, max(next.Sub(now), time.Millisecond))
+		}
+		timer.Reset(wait)
+		select {
+		case <-rt.stop:
+			rt.mu.Lock()
+			t := rt.target
+			rt.target = nil
+			rt.mu.Unlock()
+			if t != nil {
+				waitGrace(&t.wg, queueStopGrace)
+				t.cancel()
+				t.wg.Wait()
+			}
+			return
+		case <-rt.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// dispatch starts the due attempts and returns when the next is due.
+func (rt *queueRuntime) dispatch() time.Time {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	t := rt.target
+	if t == nil || rt.q.Paused() {
+		return time.Time{}
+	}
+	free := t.cfg.Concurrency - len(rt.inflight)
+	if t.cfg.Ordered {
+		free = 1 - len(rt.inflight)
+	}
+	if free <= 0 {
+		return time.Time{} // woken when an attempt ends
+	}
+	evs, next, err := rt.q.Due(rt.now(), free, t.cfg.Ordered, rt.isInFlight)
+	if err != nil {
+		rt.logError("reading due events failed", err)
+		return rt.now().Add(time.Second)
+	}
+	for _, ev := range evs {
+		ctx, cancel := context.WithCancel(t.ctx)
+		rt.inflight[ev.ID] = cancel
+		t.wg.Add(1)
+		go rt.attempt(ctx, cancel, t, ev)
+	}
+	return next
+}
+
+func (rt *queueRuntime) logError(msg string, err error) {
+	rt.mu.Lock()
+	t := rt.target
+	rt.mu.Unlock()
+	if t != nil {
+		t.logger.Error(msg, zap.String("queue", rt.name), zap.Error(err))
+	}
+}
+
+// attempt delivers ev once through t and records the outcome.
+func (rt *queueRuntime) attempt(ctx context.Context, cancel context.CancelFunc, t *deliveryTarget, ev *queue.Event) {
+	defer func() {
+		cancel()
+		rt.mu.Lock()
+		delete(rt.inflight, ev.ID)
+		rt.mu.Unlock()
+		t.wg.Done()
+		rt.wakeUp()
+	}()
+	start := rt.now()
+	actx, acancel := context.WithTimeout(ctx, time.Duration(t.cfg.AttemptTimeout))
+	status, retryAfter, derr := t.deliver(actx, ev, ev.Attempts+1)
+	timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
+	acancel()
+	if ctx.Err() != nil && !timedOut {
+		// a reload or a stop cut the attempt short: not counted, the
+		// event stays pending and is delivered again
+		queueMetrics.attempts.WithLabelValues(rt.name, "interrupted").Inc()
+		return
+	}
+	now := rt.now()
+	o := queue.Outcome{At: start, Status: status, TTL: time.Duration(t.cfg.TTL)}
+	result := resultOf(status, derr, timedOut)
+	switch {
+	case derr == nil && status >= 200 && status < 300:
+		o.Delivered = true
+		queueMetrics.delivery.WithLabelValues(rt.name).Observe(now.Sub(ev.ReceivedAt).Seconds())
+	default:
+		o.Error = attemptError(status, derr, timedOut)
+		o.Dead, o.RetryAt = rt.schedule(t.cfg, ev, ev.Attempts+1, now, retryAfter)
+	}
+	queueMetrics.attempts.WithLabelValues(rt.name, result).Inc()
+	if err := rt.q.Complete(ev.ID, o); err != nil {
+		// not recorded: the event stays pending and is attempted again
+		t.logger.Error("recording a delivery attempt failed; the event will be delivered again",
+			zap.String("queue", rt.name), zap.String("id", ev.ID), zap.Error(err))
+		return
+	}
+	if o.Dead {
+		queueMetrics.dead.WithLabelValues(rt.name).Inc()
+		t.logger.Warn("webhook dead: not delivered, kept for replay",
+			zap.String("queue", rt.name), zap.String("provider", ev.Provider), zap.String("id", ev.ID),
+			zap.String("event", ev.EventType), zap.Int("attempts", ev.Attempts+1),
+			zap.Int("last_status", status), zap.String("last_error", o.Error),
+			zap.Time("received_at", ev.ReceivedAt))
+	}
+}
+
+// schedule decides, after failed attempt n, whether the event is dead and
+// otherwise when it is tried again: the n-th gap (the last repeats), plus
+// up to 10 % jitter (never less); a Retry-After from the backend is
+// honoured up to that gap. Past max_attempts or max_age it is dead.
+func (rt *queueRuntime) schedule(cfg *Queue, ev *queue.Event, n int, now time.Time, retryAfter time.Duration) (dead bool, at time.Time) {
+	if n >= cfg.MaxAttempts {
+		return true, time.Time{}
+	}
+	gap := time.Duration(cfg.Retry[min(n-1, len(cfg.Retry)-1)])
+	wait := gap
+	if retryAfter > 0 && retryAfter < gap {
+		wait = retryAfter
+	}
+	wait += time.Duration(rt.rand() * 0.1 * float64(wait))
+	at = now.Add(wait)
+	if at.After(ev.ReceivedAt.Add(time.Duration(cfg.MaxAge))) {
+		return true, time.Time{}
+	}
+	return false, at
+}
+
+func resultOf(status int, err error, timedOut bool) string {
+	switch {
+	case timedOut:
+		return "timeout"
+	case err == nil && status >= 200 && status < 300:
+		return "delivered"
+	case status >= 500:
+		return "5xx"
+	case status >= 400:
+		return "4xx"
+	case status >= 300:
+		return "3xx"
+	case err != nil:
+		return "error"
+	}
+	return "no_response"
+}
+
+func attemptError(status int, err error, timedOut bool) string {
+	switch {
+	case timedOut:
+		return "attempt_timeout"
+	case err != nil:
+		return err.Error()
+	case status == 0:
+		return "the deliver handlers wrote no response"
+	}
+	return http.StatusText(status)
+}
+
+// deliver runs ev through the deliver chain as the original request:
+// method, URI, headers and body byte for byte, and the placeholders of the
+// original request plus {http.webhook.attempt} and
+// {http.webhook.received_at}. It returns the status written (or the
+// status of a caddyhttp.Error), the backend's Retry-After, and an error.
+func (t *deliveryTarget) deliver(ctx context.Context, ev *queue.Event, attempt int) (int, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, ev.Method, ev.URI, bytes.NewReader(ev.Body))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.RequestURI = ev.URI
+	req.Header = ev.Header.Clone()
+	req.Host = ev.Host
+	req.RemoteAddr = ev.RemoteAddr
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
+	repl := caddy.NewReplacer()
+	w := &attemptWriter{header: http.Header{}}
+	s := t.server.Load()
+	if s == nil {
+		s = new(caddyhttp.Server)
+	}
+	req = caddyhttp.PrepareRequest(req, repl, w, s)
+	h := t.h
+	vals := make([]string, len(h.fields))
+	h.provider.Describe(ev.Header, ev.Body, vals)
+	repl.Set(placeholderPrefix+"provider", h.name)
+	for i, f := range h.fields {
+		repl.Set(f, vals[i])
+	}
+	repl.Set(placeholderPrefix+"attempt", strconv.Itoa(attempt))
+	repl.Set(placeholderPrefix+"received_at", ev.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	repl.Set(placeholderPrefix+"queue", t.cfg.Name)
+
+	err = t.chain.ServeHTTP(w, req)
+	status := w.status
+	if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok && status == 0 {
+		status = he.StatusCode
+	}
+	return status, retryAfterOf(w.header), err
+}
+
+// retryAfterOf reads a Retry-After in seconds or as an HTTP date.
+func retryAfterOf(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(min(n, math.MaxInt32)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+// attemptWriter is the response writer of a delivery attempt: it keeps the
+// status and the headers, and discards the body.
+type attemptWriter struct {
+	header http.Header
+	status int
+}
+
+func (w *attemptWriter) Header() http.Header { return w.header }
+
+func (w *attemptWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+}
+
+func (w *attemptWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return len(p), nil
+}
+
+func (w *attemptWriter) Flush() {}

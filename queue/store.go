@@ -1,0 +1,965 @@
+// Package queue is the durable store of the webhook gateway's
+// store-and-forward mode: verified events are appended to a bbolt file
+// (fsync'd before the sender is answered), delivered later by the gateway,
+// retried, and kept as dead when they cannot be delivered.
+//
+// One Store is one bbolt file; it holds any number of named queues. Every
+// write goes through one committer goroutine that takes every write
+// waiting at that moment into one transaction (group commit): one fsync for
+// all of them, with no added delay when the store is idle.
+//
+// States: pending (due at a time) → delivered, or back to pending with a
+// later due time, or dead. "In flight" is not written to the file: an
+// attempt interrupted by a crash leaves its event pending, and it is
+// delivered again at the next start (at least once).
+package queue
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// State is an event's state.
+type State string
+
+// The states of an event. InFlight is never stored: it is a pending event
+// whose attempt is running now.
+const (
+	Pending   State = "pending"
+	InFlight  State = "in_flight"
+	Delivered State = "delivered"
+	Dead      State = "dead"
+)
+
+// Event is one stored webhook: the request as it was verified, and its
+// delivery state.
+type Event struct {
+	ID          string      `json:"id"`
+	Seq         uint64      `json:"seq"`
+	GeneratedID bool        `json:"generated_id,omitempty"`
+	Provider    string      `json:"provider"`
+	EventType   string      `json:"event,omitempty"`
+	Method      string      `json:"method"`
+	URI         string      `json:"uri"`
+	Host        string      `json:"host,omitempty"`
+	Header      http.Header `json:"header,omitempty"`
+	ClientIP    string      `json:"client_ip,omitempty"`
+	RemoteAddr  string      `json:"remote_addr,omitempty"`
+	ReceivedAt  time.Time   `json:"received_at"`
+	Size        int64       `json:"size"`
+
+	State         State     `json:"state"`
+	Attempts      int       `json:"attempts"`
+	DueAt         time.Time `json:"due_at,omitzero"`
+	LastAttemptAt time.Time `json:"last_attempt_at,omitzero"`
+	LastStatus    int       `json:"last_status,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	DoneAt        time.Time `json:"done_at,omitzero"`    // delivered or dead
+	ExpiresAt     time.Time `json:"expires_at,omitzero"` // then its id is forgotten
+	Replays       int       `json:"replays,omitempty"`
+
+	// Body is the raw body; only filled where asked for.
+	Body []byte `json:"-"`
+}
+
+// Errors of the store. Every one answers the sender 503: nothing was
+// stored, the sender retries.
+var (
+	ErrFull    = errors.New("queue full")
+	ErrNoSpace = errors.New("disk short of space")
+	ErrStore   = errors.New("queue store unavailable")
+	ErrLocked  = errors.New("queue file is locked by another process")
+	ErrClosed  = errors.New("queue store closed")
+	ErrUnknown = errors.New("no such event")
+	ErrState   = errors.New("event is not in a state that allows this")
+)
+
+// Limits bound a queue's pending events (pending and in flight).
+type Limits struct {
+	MaxEvents int64
+	MaxBytes  int64
+}
+
+// Options of a Store.
+type Options struct {
+	// LockTimeout is how long Open waits for another process's lock on
+	// the file. Default 1 s.
+	LockTimeout time.Duration
+	// MinFree is the free space, in bytes, the file system must keep
+	// beyond an event's own size (twice it: bbolt copies pages); an event
+	// that would leave less is refused with ErrNoSpace. Default 16 MiB.
+	MinFree int64
+	// MaxBatchBytes bounds the bodies of one group commit. Default 64 MiB.
+	MaxBatchBytes int64
+}
+
+// Store is one bbolt file of queues.
+type Store struct {
+	path string
+	opts Options
+
+	mu       sync.RWMutex // db swaps (reopen after a failed commit)
+	db       *bolt.DB
+	degraded error
+
+	ops    chan *op
+	stop   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+
+	qmu    sync.Mutex
+	queues map[string]*Queue
+}
+
+var (
+	bktQueues = []byte("queues")
+	bktEvents = []byte("events")
+	bktBodies = []byte("bodies")
+	bktDue    = []byte("due")
+	bktOrder  = []byte("order")
+	bktExpire = []byte("expire")
+	bktMeta   = []byte("meta")
+	keySeq    = []byte("seq")
+	keyPaused = []byte("paused")
+)
+
+// Open opens (creating it and its directory) the bbolt file at path. A
+// file another process holds fails with ErrLocked after LockTimeout.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.MinFree <= 0 {
+		opts.MinFree = 16 << 20
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 64 << 20
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	s := &Store{path: path, opts: opts, ops: make(chan *op, 1024), stop: make(chan struct{}), done: make(chan struct{}), queues: map[string]*Queue{}}
+	db, err := s.open()
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	go s.committer()
+	return s, nil
+}
+
+func (s *Store) open() (*bolt.DB, error) {
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
+		Timeout:        s.opts.LockTimeout,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (is another Caddy running with this queue? give each its own store path)", ErrLocked, s.path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: opening %s: %v", ErrStore, s.path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bktQueues)
+		return err
+	}); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	return db, nil
+}
+
+// Path is the file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close stops the committer (failing the writes still waiting) and closes
+// the file.
+func (s *Store) Close() error {
+	var err error
+	s.closed.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.mu.Lock()
+		if s.db != nil {
+			err = s.db.Close()
+			s.db = nil
+		}
+		s.mu.Unlock()
+	})
+	return err
+}
+
+// Queue returns the queue name of the store, creating it (and reading its
+// counters) the first time.
+func (s *Store) Queue(name string) (*Queue, error) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if q, ok := s.queues[name]; ok {
+		return q, nil
+	}
+	q := &Queue{s: s, name: []byte(name), Name: name}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bktQueues)
+		b, err := root.CreateBucketIfNotExists(q.name)
+		if err != nil {
+			return err
+		}
+		for _, n := range [][]byte{bktEvents, bktBodies, bktDue, bktOrder, bktExpire, bktMeta} {
+			if _, err := b.CreateBucketIfNotExists(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = s.db.View(q.load)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	s.queues[name] = q
+	return q, nil
+}
+
+// Queues lists the names of the queues opened in this process.
+func (s *Store) Queues() []*Queue {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	out := make([]*Queue, 0, len(s.queues))
+	for _, q := range s.queues {
+		out = append(out, q)
+	}
+	return out
+}
+
+// op is one write of a group commit. apply runs inside the transaction, in
+// the committer goroutine; it returns an error only for a failure of the
+// store itself, which fails the whole transaction. commit runs after the
+// transaction committed (and fsync'd), to update counters.
+type op struct {
+	apply  func(tx *bolt.Tx) error
+	commit func()
+	size   int64
+	done   chan error
+}
+
+var opPool = sync.Pool{New: func() any { return &op{done: make(chan error, 1)} }}
+
+// write runs apply in the next group commit and waits for its fsync.
+func (s *Store) write(size int64, apply func(tx *bolt.Tx) error, commit func()) error {
+	o := opPool.Get().(*op)
+	o.apply, o.commit, o.size = apply, commit, size
+	select {
+	case s.ops <- o:
+	case <-s.stop:
+		return ErrClosed
+	}
+	err := <-o.done
+	o.apply, o.commit = nil, nil
+	opPool.Put(o)
+	return err
+}
+
+func (s *Store) committer() {
+	defer close(s.done)
+	batch := make([]*op, 0, 256)
+	for {
+		var first *op
+		select {
+		case first = <-s.ops:
+		case <-s.stop:
+			// fail what is still waiting
+			for {
+				select {
+				case o := <-s.ops:
+					o.done <- ErrClosed
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+		size := first.size
+	fill:
+		for len(batch) < cap(batch) && size < s.opts.MaxBatchBytes {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+				size += o.size
+			default:
+				break fill
+			}
+		}
+		err := s.commit(batch)
+		for _, o := range batch {
+			if err == nil && o.commit != nil {
+				o.commit()
+			}
+			o.done <- err
+		}
+	}
+}
+
+func (s *Store) commit(batch []*op) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil || s.degraded != nil {
+		// reopen: bbolt re-reads its meta pages, so a failed commit
+		// leaves nothing half-written behind
+		if s.db != nil {
+			_ = s.db.Close()
+			s.db = nil
+		}
+		db, err := s.open()
+		if err != nil {
+			return err
+		}
+		s.db, s.degraded = db, nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, o := range batch {
+			if err := o.apply(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.degraded = err
+		if errors.Is(err, syscall.ENOSPC) {
+			return fmt.Errorf("%w: %v", ErrNoSpace, err)
+		}
+		return fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	return nil
+}
+
+// view runs a read transaction.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+// freeSpace is the space left to unprivileged users on the file's file
+// system.
+func (s *Store) freeSpace() (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(s.path), &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// Queue is one named queue in a Store.
+type Queue struct {
+	s    *Store
+	name []byte
+	Name string
+
+	mu           sync.Mutex
+	pending      int64 // pending events, in flight included
+	pendingBytes int64
+	delivered    int64
+	dead         int64
+	paused       bool
+	seq          uint64
+}
+
+// Counts are a queue's events by state.
+type Counts struct {
+	Pending      int64 `json:"pending"`
+	PendingBytes int64 `json:"pending_bytes"`
+	Delivered    int64 `json:"delivered"`
+	Dead         int64 `json:"dead"`
+}
+
+// Counts returns the queue's counts.
+func (q *Queue) Counts() Counts {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return Counts{Pending: q.pending, PendingBytes: q.pendingBytes, Delivered: q.delivered, Dead: q.dead}
+}
+
+// Paused reports whether delivery is paused.
+func (q *Queue) Paused() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.paused
+}
+
+// load reads the counters and flags.
+func (q *Queue) load(tx *bolt.Tx) error {
+	b := tx.Bucket(bktQueues).Bucket(q.name)
+	var c Counts
+	err := b.Bucket(bktEvents).ForEach(func(_, v []byte) error {
+		var ev Event
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return err
+		}
+		switch ev.State {
+		case Pending:
+			c.Pending++
+			c.PendingBytes += ev.Size
+		case Delivered:
+			c.Delivered++
+		case Dead:
+			c.Dead++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	meta := b.Bucket(bktMeta)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending, q.pendingBytes, q.delivered, q.dead = c.Pending, c.PendingBytes, c.Delivered, c.Dead
+	q.paused = bytes.Equal(meta.Get(keyPaused), []byte{1})
+	if v := meta.Get(keySeq); len(v) == 8 {
+		q.seq = binary.BigEndian.Uint64(v)
+	}
+	return nil
+}
+
+func (q *Queue) buckets(tx *bolt.Tx) (events, bodies, due, order, expire, meta *bolt.Bucket) {
+	b := tx.Bucket(bktQueues).Bucket(q.name)
+	return b.Bucket(bktEvents), b.Bucket(bktBodies), b.Bucket(bktDue), b.Bucket(bktOrder), b.Bucket(bktExpire), b.Bucket(bktMeta)
+}
+
+func timeKey(t time.Time, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+func seqKey(seq uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, seq)
+	return k
+}
+
+// EnqueueResult says what Enqueue did.
+type EnqueueResult struct {
+	// Duplicate: an event with this id is already stored (in any state,
+	// within its ttl); nothing was written.
+	Duplicate bool
+	// State of the stored event (for a duplicate, the earlier one's).
+	State State
+}
+
+// Enqueue stores ev (with ev.Body) as pending, due at ev.ReceivedAt,
+// unless an event with its id is already stored: the id check and the
+// append are one transaction. It returns once the transaction is on disk.
+// ev.Seq is set.
+func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
+	size := int64(len(ev.Body))
+	ev.Size = size
+	if free, err := q.s.freeSpace(); err == nil && free < 2*size+q.s.opts.MinFree {
+		return EnqueueResult{}, fmt.Errorf("%w: %d bytes free", ErrNoSpace, free)
+	}
+	var res EnqueueResult
+	var added bool
+	err := q.s.write(size, func(tx *bolt.Tx) error {
+		events, bodies, due, order, _, meta := q.buckets(tx)
+		if old := events.Get([]byte(ev.ID)); old != nil {
+			var prev Event
+			if err := json.Unmarshal(old, &prev); err != nil {
+				return err
+			}
+			res = EnqueueResult{Duplicate: true, State: prev.State}
+			return nil
+		}
+		q.mu.Lock()
+		full := (lim.MaxEvents > 0 && q.pending+1 > lim.MaxEvents) || (lim.MaxBytes > 0 && q.pendingBytes+size > lim.MaxBytes)
+		if full {
+			q.mu.Unlock()
+			return nil
+		}
+		q.seq++
+		ev.Seq = q.seq
+		// counted now (rolled back below if the commit fails), so that
+		// later appends of the same batch see this one
+		q.pending++
+		q.pendingBytes += size
+		q.mu.Unlock()
+		added = true
+		ev.State = Pending
+		ev.DueAt = ev.ReceivedAt
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		id := []byte(ev.ID)
+		if err := events.Put(id, v); err != nil {
+			return err
+		}
+		if err := bodies.Put(id, ev.Body); err != nil {
+			return err
+		}
+		if err := due.Put(timeKey(ev.DueAt, ev.Seq), id); err != nil {
+			return err
+		}
+		if err := order.Put(seqKey(ev.Seq), id); err != nil {
+			return err
+		}
+		res = EnqueueResult{State: Pending}
+		return meta.Put(keySeq, seqKey(q.seq))
+	}, nil)
+	if err != nil {
+		if added {
+			q.mu.Lock()
+			q.pending--
+			q.pendingBytes -= size
+			q.mu.Unlock()
+		}
+		return EnqueueResult{}, err
+	}
+	if !added && !res.Duplicate {
+		return EnqueueResult{}, ErrFull
+	}
+	return res, nil
+}
+
+// Due returns up to max pending events due at now, earliest first, with
+// their bodies, skipping those skip reports (in flight). With ordered,
+// only the oldest pending event is considered, and only if it is due.
+// next is the earliest due time of the pending events not returned (zero
+// when there is none).
+func (q *Queue) Due(now time.Time, max int, ordered bool, skip func(id string) bool) (evs []*Event, next time.Time, err error) {
+	err = q.s.view(func(tx *bolt.Tx) error {
+		events, bodies, due, order, _, _ := q.buckets(tx)
+		read := func(id []byte) (*Event, error) {
+			var ev Event
+			if err := json.Unmarshal(events.Get(id), &ev); err != nil {
+				return nil, err
+			}
+			ev.Body = bytes.Clone(bodies.Get(id))
+			return &ev, nil
+		}
+		if ordered {
+			k, id := order.Cursor().First()
+			if k == nil || skip(string(id)) {
+				return nil
+			}
+			ev, err := read(id)
+			if err != nil {
+				return err
+			}
+			if ev.DueAt.After(now) {
+				next = ev.DueAt
+				return nil
+			}
+			evs = append(evs, ev)
+			return nil
+		}
+		c := due.Cursor()
+		for k, id := c.First(); k != nil; k, id = c.Next() {
+			at := time.Unix(0, int64(binary.BigEndian.Uint64(k)))
+			if at.After(now) {
+				next = at
+				return nil
+			}
+			if skip(string(id)) {
+				continue
+			}
+			if len(evs) >= max {
+				next = at
+				return nil
+			}
+			ev, err := read(id)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, ev)
+		}
+		return nil
+	})
+	return evs, next, err
+}
+
+// Outcome is the result of one delivery attempt.
+type Outcome struct {
+	// Delivered: a 2xx was written.
+	Delivered bool
+	// Dead: no more attempts (past max_age or max_attempts).
+	Dead bool
+	// RetryAt: when a failed attempt is tried again.
+	RetryAt time.Time
+	// Status is the backend's status (0 for none); Error the failure.
+	Status int
+	Error  string
+	// At is when the attempt started.
+	At time.Time
+	// TTL: how long a delivered or dead event's id is kept.
+	TTL time.Duration
+}
+
+// Complete records an attempt of the pending event id. A delivered
+// event's body is dropped at once; a dead one keeps its body (for replay)
+// for the ttl.
+func (q *Queue) Complete(id string, o Outcome) error {
+	var before Event
+	var found bool
+	err := q.s.write(0, func(tx *bolt.Tx) error {
+		events, bodies, due, order, expire, _ := q.buckets(tx)
+		k := []byte(id)
+		v := events.Get(k)
+		if v == nil {
+			return nil
+		}
+		var ev Event
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return err
+		}
+		if ev.State != Pending {
+			return nil
+		}
+		found, before = true, ev
+		if err := due.Delete(timeKey(ev.DueAt, ev.Seq)); err != nil {
+			return err
+		}
+		ev.Attempts++
+		ev.LastAttemptAt = o.At
+		ev.LastStatus = o.Status
+		ev.LastError = o.Error
+		switch {
+		case o.Delivered || o.Dead:
+			ev.State = Dead
+			if o.Delivered {
+				ev.State = Delivered
+				ev.LastError = ""
+				if err := bodies.Delete(k); err != nil {
+					return err
+				}
+			}
+			ev.DoneAt = o.At
+			ev.ExpiresAt = o.At.Add(o.TTL)
+			ev.DueAt = time.Time{}
+			if err := order.Delete(seqKey(ev.Seq)); err != nil {
+				return err
+			}
+			if err := expire.Put(timeKey(ev.ExpiresAt, ev.Seq), k); err != nil {
+				return err
+			}
+		default:
+			ev.DueAt = o.RetryAt
+			if err := due.Put(timeKey(ev.DueAt, ev.Seq), k); err != nil {
+				return err
+			}
+		}
+		nv, err := json.Marshal(&ev)
+		if err != nil {
+			return err
+		}
+		return events.Put(k, nv)
+	}, func() {
+		if !found {
+			return
+		}
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if o.Delivered {
+			q.pending--
+			q.pendingBytes -= before.Size
+			q.delivered++
+		} else if o.Dead {
+			q.pending--
+			q.pendingBytes -= before.Size
+			q.dead++
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return ErrUnknown
+	}
+	return nil
+}
+
+// Replay puts a dead or delivered event back to pending, due now, with its
+// attempts reset. A delivered event whose body was dropped cannot be
+// replayed (ErrState).
+func (q *Queue) Replay(id string, now time.Time) (*Event, error) {
+	var ev Event
+	var prev State
+	var found, ok bool
+	err := q.s.write(0, func(tx *bolt.Tx) error {
+		events, bodies, due, order, expire, _ := q.buckets(tx)
+		k := []byte(id)
+		v := events.Get(k)
+		if v == nil {
+			return nil
+		}
+		found = true
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return err
+		}
+		prev = ev.State
+		if (ev.State != Dead && ev.State != Delivered) || bodies.Get(k) == nil {
+			return nil
+		}
+		ok = true
+		if err := expire.Delete(timeKey(ev.ExpiresAt, ev.Seq)); err != nil {
+			return err
+		}
+		ev.State = Pending
+		ev.Attempts = 0
+		ev.Replays++
+		ev.DoneAt, ev.ExpiresAt = time.Time{}, time.Time{}
+		ev.DueAt = now
+		if err := due.Put(timeKey(now, ev.Seq), k); err != nil {
+			return err
+		}
+		if err := order.Put(seqKey(ev.Seq), k); err != nil {
+			return err
+		}
+		nv, err := json.Marshal(&ev)
+		if err != nil {
+			return err
+		}
+		return events.Put(k, nv)
+	}, func() {
+		if !ok {
+			return
+		}
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		q.pending++
+		q.pendingBytes += ev.Size
+		if prev == Dead {
+			q.dead--
+		} else {
+			q.delivered--
+		}
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case !found:
+		return nil, ErrUnknown
+	case !ok:
+		return nil, fmt.Errorf("%w: %s (replay takes a dead event, or a delivered one whose body is kept)", ErrState, prev)
+	}
+	return &ev, nil
+}
+
+// Discard deletes an event that is not in flight (the caller checks), in
+// any state, and forgets its id.
+func (q *Queue) Discard(id string) error {
+	var ev Event
+	var found bool
+	err := q.s.write(0, func(tx *bolt.Tx) error {
+		events, bodies, due, order, expire, _ := q.buckets(tx)
+		k := []byte(id)
+		v := events.Get(k)
+		if v == nil {
+			return nil
+		}
+		found = true
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return err
+		}
+		return q.remove(&ev, events, bodies, due, order, expire)
+	}, func() {
+		if found {
+			q.forget(&ev)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return ErrUnknown
+	}
+	return nil
+}
+
+func (q *Queue) remove(ev *Event, events, bodies, due, order, expire *bolt.Bucket) error {
+	k := []byte(ev.ID)
+	for _, del := range []func() error{
+		func() error { return events.Delete(k) },
+		func() error { return bodies.Delete(k) },
+		func() error { return order.Delete(seqKey(ev.Seq)) },
+		func() error {
+			if ev.State == Pending {
+				return due.Delete(timeKey(ev.DueAt, ev.Seq))
+			}
+			return expire.Delete(timeKey(ev.ExpiresAt, ev.Seq))
+		},
+	} {
+		if err := del(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (q *Queue) forget(ev *Event) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch ev.State {
+	case Pending:
+		q.pending--
+		q.pendingBytes -= ev.Size
+	case Delivered:
+		q.delivered--
+	case Dead:
+		q.dead--
+	}
+}
+
+// Purge forgets the delivered and dead events whose ttl ended by now.
+func (q *Queue) Purge(now time.Time) (int, error) {
+	var gone []Event
+	err := q.s.write(0, func(tx *bolt.Tx) error {
+		gone = gone[:0]
+		events, bodies, _, _, expire, _ := q.buckets(tx)
+		var keys [][]byte
+		c := expire.Cursor()
+		for k, id := c.First(); k != nil; k, id = c.Next() {
+			if time.Unix(0, int64(binary.BigEndian.Uint64(k))).After(now) || len(keys) >= 10000 {
+				break
+			}
+			keys = append(keys, bytes.Clone(k))
+			if v := events.Get(id); v != nil {
+				var ev Event
+				if err := json.Unmarshal(v, &ev); err != nil {
+					return err
+				}
+				gone = append(gone, ev)
+				if err := events.Delete(id); err != nil {
+					return err
+				}
+				if err := bodies.Delete(id); err != nil {
+					return err
+				}
+			}
+		}
+		for _, k := range keys {
+			if err := expire.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func() {
+		for i := range gone {
+			q.forget(&gone[i])
+		}
+	})
+	return len(gone), err
+}
+
+// SetPaused pauses or resumes delivery; it is kept in the file.
+func (q *Queue) SetPaused(p bool) error {
+	return q.s.write(0, func(tx *bolt.Tx) error {
+		_, _, _, _, _, meta := q.buckets(tx)
+		v := []byte{0}
+		if p {
+			v[0] = 1
+		}
+		return meta.Put(keyPaused, v)
+	}, func() {
+		q.mu.Lock()
+		q.paused = p
+		q.mu.Unlock()
+	})
+}
+
+// Get returns the event id, with its body if withBody.
+func (q *Queue) Get(id string, withBody bool) (*Event, error) {
+	var ev *Event
+	err := q.s.view(func(tx *bolt.Tx) error {
+		events, bodies, _, _, _, _ := q.buckets(tx)
+		v := events.Get([]byte(id))
+		if v == nil {
+			return ErrUnknown
+		}
+		ev = new(Event)
+		if err := json.Unmarshal(v, ev); err != nil {
+			return err
+		}
+		if withBody {
+			ev.Body = bytes.Clone(bodies.Get([]byte(id)))
+		}
+		return nil
+	})
+	return ev, err
+}
+
+// List returns up to limit events of the state (all states when empty),
+// in order of receipt, after the sequence number after.
+func (q *Queue) List(state State, after uint64, limit int) ([]*Event, error) {
+	var out []*Event
+	err := q.s.view(func(tx *bolt.Tx) error {
+		events, _, _, _, _, _ := q.buckets(tx)
+		// events are keyed by id; order by seq after reading
+		return events.ForEach(func(_, v []byte) error {
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return err
+			}
+			if ev.Seq <= after || (state != "" && ev.State != state && !(state == InFlight && ev.State == Pending)) {
+				return nil
+			}
+			out = append(out, &ev)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortBySeq(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// OldestPending is the receive time of the oldest pending event (zero
+// when there is none).
+func (q *Queue) OldestPending() (time.Time, error) {
+	var t time.Time
+	err := q.s.view(func(tx *bolt.Tx) error {
+		events, _, _, order, _, _ := q.buckets(tx)
+		_, id := order.Cursor().First()
+		if id == nil {
+			return nil
+		}
+		var ev Event
+		if err := json.Unmarshal(events.Get(id), &ev); err != nil {
+			return err
+		}
+		t = ev.ReceivedAt
+		return nil
+	})
+	return t, err
+}
+
+func sortBySeq(evs []*Event) {
+	slices.SortFunc(evs, func(a, b *Event) int { return cmp.Compare(a.Seq, b.Seq) })
+}
