@@ -28,6 +28,7 @@ func init() {
 //	DELETE /webhook_verify/queues/<name>/events/<id>
 //	POST   /webhook_verify/queues/<name>/pause
 //	POST   /webhook_verify/queues/<name>/resume
+//	GET    /webhook_verify/queues/<name>/backup   (a copy of the queue's bbolt file)
 //
 // Answers are JSON; errors are caddy.APIError. A body is returned only
 // when asked for (?body=1), base64 in "body".
@@ -139,6 +140,15 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		rt.wakeUp()
 		return writeJSON(w, rt.stats())
+	case len(parts) == 3 && parts[2] == "backup":
+		if r.Method != http.MethodGet {
+			return apiError(http.StatusMethodNotAllowed, fmt.Errorf("method not allowed"), "GET only")
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if _, err := rt.q.Backup(w); err != nil {
+			return apiError(http.StatusServiceUnavailable, err, "the backup failed")
+		}
+		return nil
 	case len(parts) == 3 && parts[2] == "events":
 		if r.Method != http.MethodGet {
 			return apiError(http.StatusMethodNotAllowed, fmt.Errorf("method not allowed"), "GET only")

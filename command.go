@@ -18,7 +18,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "queue list|events|show|replay|discard|pause|resume [<queue>] [<id>]",
+		Usage: "queue list|events|show|replay|discard|pause|resume|backup [<queue>] [<id>|<file>]",
 		Short: "Inspects and operates the webhook_verify store-and-forward queues",
 		Long: `
 Talks to the running Caddy's admin API (/webhook_verify/ routes):
@@ -29,6 +29,7 @@ Talks to the running Caddy's admin API (/webhook_verify/ routes):
   caddy webhook queue replay <queue> <id>        a dead event back to pending
   caddy webhook queue discard <queue> <id>       delete an event and forget its id
   caddy webhook queue pause|resume <queue>       stop or restart delivery
+  caddy webhook queue backup <queue> <file>      a consistent copy of the queue's file
 
 --address is the admin endpoint (default: localhost:2019, or the one of
 --config).`,
@@ -96,19 +97,27 @@ func cmdWebhook(fl caddycmd.Flags) (int, error) {
 			return caddy1(err)
 		}
 		method, uri = http.MethodDelete, "/webhook_verify/queues/"+esc(args[2])+"/events/"+esc(args[3])
+	case "backup":
+		if err := need(4, "backup <queue> <file>"); err != nil {
+			return caddy1(err)
+		}
+		method, uri = http.MethodGet, "/webhook_verify/queues/"+esc(args[2])+"/backup"
 	case "pause", "resume":
 		if err := need(3, verb+" <queue>"); err != nil {
 			return caddy1(err)
 		}
 		method, uri = http.MethodPost, "/webhook_verify/queues/"+esc(args[2])+"/"+verb
 	default:
-		return caddy1(fmt.Errorf("unknown queue command %q: use list, events, show, replay, discard, pause or resume", verb))
+		return caddy1(fmt.Errorf("unknown queue command %q: use list, events, show, replay, discard, pause, resume or backup", verb))
 	}
 	res, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
 	if err != nil {
 		return caddy1(err)
 	}
 	defer res.Body.Close()
+	if args[1] == "backup" {
+		return writeBackup(args[3], res.Body)
+	}
 	out, err := io.ReadAll(res.Body)
 	if err != nil {
 		return caddy1(err)
@@ -143,3 +152,29 @@ func decodeBodyField(out []byte) []byte {
 }
 
 func caddy1(err error) (int, error) { return 1, err }
+
+// writeBackup writes the backup to file, through a temporary file renamed
+// into place once complete.
+func writeBackup(file string, r io.Reader) (int, error) {
+	tmp := file + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return caddy1(err)
+	}
+	n, err := io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return caddy1(err)
+	}
+	fmt.Printf("wrote %d bytes to %s\n", n, file)
+	return 0, nil
+}

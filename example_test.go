@@ -9,11 +9,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/webhookverify/caddy-webhook-verify/queue"
 )
 
 // TestIntegrationExampleCaddyfile runs example.Caddyfile, moved to the test
@@ -77,6 +80,8 @@ func exampleConfig(t *testing.T) string {
 	cfg := string(raw)
 	cfg = strings.Replace(cfg, "{\n", "{\n\tadmin localhost:2999\n\thttp_port 9080\n\thttps_port 9443\n", 1)
 	cfg = strings.ReplaceAll(cfg, "localhost:8443", "localhost:9443")
+	// the queue's file in a directory of the test's, not in Caddy's data dir
+	cfg = strings.ReplaceAll(cfg, "queue demo {", "queue demo {\n\t\t\t\tstore bbolt "+t.TempDir()+"/queue.db")
 	t.Setenv("VIVREAL_SECRET", "demo-vivreal-secret")
 	t.Setenv("VEV_SECRET", "demo-vev-secret")
 	t.Setenv("VEV_TOKEN", "demo-vev-token")
@@ -171,5 +176,138 @@ func TestIntegrationExampleBackendDown(t *testing.T) {
 	if code, got := post("/webhooks/vivreal", forged, "X-Vivreal-Signature", sig); code != 401 ||
 		got != `{"error": "no matching signature"}` {
 		t.Errorf("forged vivreal: %d %q", code, got)
+	}
+}
+
+// TestIntegrationExampleQueued follows the README's store-and-forward
+// walk-through on example.Caddyfile: an event sent while the backend is
+// down is answered 200 queued and delivered once a backend listens; an
+// event that cannot be delivered becomes dead, is listed by the admin API,
+// and is delivered after a replay.
+func TestIntegrationExampleQueued(t *testing.T) {
+	cfg := strings.ReplaceAll(exampleConfig(t), "localhost:9001", "localhost:9081")
+	for _, want := range []string{"reverse_proxy localhost:9002", "retry 2s 5s 10s", "queue demo {"} {
+		if !strings.Contains(cfg, want) {
+			t.Fatalf("example.Caddyfile lost %q", want)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backendAddr := l.Addr().String()
+	l.Close() // down until the test starts it
+	cfg = strings.ReplaceAll(cfg, "localhost:9002", backendAddr)
+	cfg = strings.ReplaceAll(cfg, "retry 2s 5s 10s", "retry 200ms")
+	post := startExample(t, cfg)
+
+	sign := func(body string) string {
+		m := hmac.New(sha256.New, []byte("demo-vivreal-secret"))
+		m.Write([]byte(body))
+		return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	}
+	admin := func(method, path string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://localhost:2999/webhook_verify"+path, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	type stats struct {
+		Name                     string
+		Pending, Delivered, Dead int64
+	}
+	queueStats := func() stats {
+		t.Helper()
+		_, b := admin("GET", "/queues")
+		var qs []stats
+		if err := json.Unmarshal(b, &qs); err != nil || len(qs) != 1 || qs[0].Name != "demo" {
+			t.Fatalf("queues: %s (%v)", b, err)
+		}
+		return qs[0]
+	}
+	backend := func() *itRecorder {
+		rec := &itRecorder{name: "backend"}
+		ln, err := net.Listen("tcp", backendAddr)
+		if err != nil {
+			t.Fatalf("starting the backend on %s: %v", backendAddr, err)
+		}
+		rec.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			rec.mu.Lock()
+			rec.reqs = append(rec.reqs, itRecorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: b, ContentLength: r.ContentLength})
+			rec.mu.Unlock()
+		}))
+		rec.srv.Listener.Close()
+		rec.srv.Listener = ln
+		rec.srv.Start()
+		return rec
+	}
+
+	// backend down: queued anyway
+	body := `{"id":"evt_q1","event":"collection.object.created","data":{"title":"Queued"}}`
+	if code, got := post("/webhooks/queued", body, "X-Vivreal-Signature", sign(body)); code != 200 || got != `{"received":true,"queued":true}` {
+		t.Fatalf("queued event: %d %q", code, got)
+	}
+	if code, got := post("/webhooks/queued", body, "X-Vivreal-Signature", sign(body)); code != 200 || got != `{"received":true,"duplicate":true}` {
+		t.Fatalf("the sender's retry: %d %q", code, got)
+	}
+	if st := queueStats(); st.Pending != 1 {
+		t.Fatalf("pending %d, want 1", st.Pending)
+	}
+	// backend up: delivered
+	up := backend()
+	qiWait(t, "the delivery", func() bool { return up.count() == 1 })
+	got := up.only(t)
+	if string(got.Body) != body || got.Header.Get("X-Webhook-Id") != "evt_q1" {
+		t.Fatalf("delivered %q with id %q", got.Body, got.Header.Get("X-Webhook-Id"))
+	}
+	qiWait(t, "the delivered count", func() bool { return queueStats().Delivered == 1 })
+
+	// a backup taken while Caddy runs opens as a store of its own
+	code, snapshot := admin("GET", "/queues/demo/backup")
+	if code != 200 {
+		t.Fatalf("backup: %d %s", code, snapshot)
+	}
+	copyPath := t.TempDir() + "/copy.db"
+	if err := os.WriteFile(copyPath, snapshot, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := queue.Open(copyPath, queue.Options{})
+	if err != nil {
+		t.Fatalf("the backup does not open: %v", err)
+	}
+	bq, err := st.Queue("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := bq.Get("evt_q1", false); err != nil || ev.State != queue.Delivered {
+		t.Fatalf("the backup holds %+v, %v; want evt_q1 delivered", ev, err)
+	}
+	_ = st.Close()
+
+	// backend down again: the next event dies after max_attempts
+	up.srv.Close()
+	dead := `{"id":"evt_q2","event":"collection.object.created","data":{"title":"Dead"}}`
+	if code, got := post("/webhooks/queued", dead, "X-Vivreal-Signature", sign(dead)); code != 200 || got != `{"received":true,"queued":true}` {
+		t.Fatalf("second event: %d %q", code, got)
+	}
+	qiWait(t, "the dead event", func() bool {
+		_, b := admin("GET", "/queues/demo/events?state=dead")
+		return strings.Contains(string(b), `"id": "evt_q2"`)
+	})
+	// replayed once a backend listens: delivered
+	up2 := backend()
+	t.Cleanup(up2.srv.Close)
+	if code, b := admin("POST", "/queues/demo/events/evt_q2/replay"); code != 200 {
+		t.Fatalf("replay: %d %s", code, b)
+	}
+	qiWait(t, "the replayed delivery", func() bool { return up2.count() == 1 })
+	if got := up2.only(t); string(got.Body) != dead {
+		t.Fatalf("replayed body %q", got.Body)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -273,7 +274,18 @@ func (s *Store) write(size int64, apply func(tx *bolt.Tx) error, commit func()) 
 	case <-s.stop:
 		return ErrClosed
 	}
-	err := <-o.done
+	var err error
+	select {
+	case err = <-o.done:
+	case <-s.done:
+		// the committer has stopped: it answered o first, or o is left
+		// in s.ops unread (and is not reused)
+		select {
+		case err = <-o.done:
+		default:
+			return ErrClosed
+		}
+	}
 	o.apply, o.commit = nil, nil
 	opPool.Put(o)
 	return err
@@ -557,6 +569,9 @@ func (q *Queue) Due(now time.Time, max int, ordered bool, skip func(id string) b
 			if err := json.Unmarshal(events.Get(id), &ev); err != nil {
 				return nil, err
 			}
+			// the key is the id: JSON turns bytes that are not UTF-8
+			// into U+FFFD, and an id from a header may have them
+			ev.ID = string(id)
 			ev.Body = bytes.Clone(bodies.Get(id))
 			return &ev, nil
 		}
@@ -719,6 +734,7 @@ func (q *Queue) Replay(id string, now time.Time) (*Event, error) {
 		if err := json.Unmarshal(v, &ev); err != nil {
 			return err
 		}
+		ev.ID = id // the key, as in Due
 		prev = ev.State
 		if (ev.State != Dead && ev.State != Delivered) || bodies.Get(k) == nil {
 			return nil
@@ -784,6 +800,7 @@ func (q *Queue) Discard(id string) error {
 		if err := json.Unmarshal(v, &ev); err != nil {
 			return err
 		}
+		ev.ID = id // the key, as in Due
 		return q.remove(&ev, events, bodies, due, order, expire)
 	}, func() {
 		if found {
@@ -903,6 +920,7 @@ func (q *Queue) Get(id string, withBody bool) (*Event, error) {
 		if err := json.Unmarshal(v, ev); err != nil {
 			return err
 		}
+		ev.ID = id // the key, as in Due
 		if withBody {
 			ev.Body = bytes.Clone(bodies.Get([]byte(id)))
 		}
@@ -918,11 +936,12 @@ func (q *Queue) List(state State, after uint64, limit int) ([]*Event, error) {
 	err := q.s.view(func(tx *bolt.Tx) error {
 		events, _, _, _, _, _ := q.buckets(tx)
 		// events are keyed by id; order by seq after reading
-		return events.ForEach(func(_, v []byte) error {
+		return events.ForEach(func(k, v []byte) error {
 			var ev Event
 			if err := json.Unmarshal(v, &ev); err != nil {
 				return err
 			}
+			ev.ID = string(k) // the key, as in Due
 			if ev.Seq <= after || (state != "" && ev.State != state && !(state == InFlight && ev.State == Pending)) {
 				return nil
 			}
@@ -963,3 +982,18 @@ func (q *Queue) OldestPending() (time.Time, error) {
 func sortBySeq(evs []*Event) {
 	slices.SortFunc(evs, func(a, b *Event) int { return cmp.Compare(a.Seq, b.Seq) })
 }
+
+// Backup writes a consistent copy of the whole file to w, from one read
+// transaction, while the store keeps running.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Backup is the store's Backup, for one of its queues.
+func (q *Queue) Backup(w io.Writer) (int64, error) { return q.s.Backup(w) }
