@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ const (
 	DefaultQueueTTL         = 72 * time.Hour
 	queueStopGrace          = 5 * time.Second // attempts in flight at a reload or stop
 	queuePurgeEvery         = time.Minute
+	queueStoreBackoff       = time.Second // no dispatch for this long after a store error
 )
 
 // Reasons of the queue's refusals.
@@ -48,7 +50,11 @@ var (
 	ErrQueueFull    = errors.New("queue full")
 	ErrQueueNoSpace = errors.New("disk short of space")
 	ErrQueueStore   = errors.New("queue store unavailable")
+	ErrIDTooLong    = errors.New("event id too long")
 )
+
+// maxEventIDLen bounds a queued event's id (the store's key).
+const maxEventIDLen = 1024
 
 // Queue is store and forward: a verified event is written durably to a
 // bbolt file (the transaction's fsync returned) before the sender is
@@ -378,6 +384,10 @@ func (h *Handler) serveQueue(w http.ResponseWriter, r *http.Request, body *verif
 		}
 		id, generated = newEventID(h.now()), true
 	}
+	if len(id) > maxEventIDLen {
+		// a key bbolt would refuse, failing the whole group commit
+		return h.refuse(r, caddyhttp.Error(http.StatusBadRequest, ErrIDTooLong))
+	}
 	ev := &queue.Event{
 		ID:          id,
 		GeneratedID: generated,
@@ -472,14 +482,18 @@ type queueRuntime struct {
 	path string
 	q    *queue.Queue
 
-	mu       sync.Mutex
-	target   *deliveryTarget
-	inflight map[string]context.CancelFunc
-	wake     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	once     sync.Once
-	started  bool
+	mu      sync.Mutex
+	target  *deliveryTarget
+	targets []*deliveryTarget // attached, oldest first; target is the newest
+	// after a store error nothing is dispatched until then: an attempt
+	// whose outcome could not be recorded is not retried in a tight loop
+	storeBackoff time.Time
+	inflight     map[string]context.CancelFunc
+	wake         chan struct{}
+	stop         chan struct{}
+	done         chan struct{}
+	once         sync.Once
+	started      bool
 
 	now  func() time.Time
 	rand func() float64 // [0,1), for the jitter
@@ -501,6 +515,7 @@ func newQueueRuntime(name string, q *queue.Queue) *queueRuntime {
 func (rt *queueRuntime) attach(t *deliveryTarget) {
 	rt.mu.Lock()
 	rt.target = t
+	rt.targets = append(rt.targets, t)
 	start := !rt.started
 	rt.started = true
 	rt.mu.Unlock()
@@ -513,10 +528,18 @@ func (rt *queueRuntime) attach(t *deliveryTarget) {
 // detach stops delivering through t (a config being unloaded): attempts
 // running on it get a short grace, then are cancelled; a cancelled attempt
 // is not counted, and its event is delivered again, by the next config.
+// When t was the newest (a new config that failed to load), the config
+// still running delivers again.
 func (rt *queueRuntime) detach(t *deliveryTarget) {
 	rt.mu.Lock()
+	if i := slices.Index(rt.targets, t); i >= 0 {
+		rt.targets = slices.Delete(rt.targets, i, i+1)
+	}
 	if rt.target == t {
 		rt.target = nil
+		if n := len(rt.targets); n > 0 {
+			rt.target = rt.targets[n-1]
+		}
 	}
 	rt.mu.Unlock()
 	waitGrace(&t.wg, queueStopGrace)
@@ -622,10 +645,15 @@ func (rt *queueRuntime) dispatch() time.Time {
 	if free <= 0 {
 		return time.Time{} // woken when an attempt ends
 	}
-	evs, next, err := rt.q.Due(rt.now(), free, t.cfg.Ordered, rt.isInFlight)
+	now := rt.now()
+	if now.Before(rt.storeBackoff) {
+		return rt.storeBackoff
+	}
+	evs, next, err := rt.q.Due(now, free, t.cfg.Ordered, rt.isInFlight)
 	if err != nil {
-		rt.logError("reading due events failed", err)
-		return rt.now().Add(time.Second)
+		t.logger.Error("reading due events failed", zap.String("queue", rt.name), zap.Error(err))
+		rt.storeBackoff = now.Add(queueStoreBackoff)
+		return rt.storeBackoff
 	}
 	for _, ev := range evs {
 		ctx, cancel := context.WithCancel(t.ctx)
@@ -679,7 +707,11 @@ func (rt *queueRuntime) attempt(ctx context.Context, cancel context.CancelFunc, 
 	}
 	queueMetrics.attempts.WithLabelValues(rt.name, result).Inc()
 	if err := rt.q.Complete(ev.ID, o); err != nil {
-		// not recorded: the event stays pending and is attempted again
+		// not recorded: the event stays pending and is attempted again,
+		// once the store has had a moment
+		rt.mu.Lock()
+		rt.storeBackoff = rt.now().Add(queueStoreBackoff)
+		rt.mu.Unlock()
 		t.logger.Error("recording a delivery attempt failed; the event will be delivered again",
 			zap.String("queue", rt.name), zap.String("id", ev.ID), zap.Error(err))
 		return

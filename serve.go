@@ -263,6 +263,7 @@ var outcomes = []struct {
 	{ErrQueueFull, outcomeQueueFull},
 	{ErrQueueNoSpace, outcomeQueueNoSpace},
 	{ErrQueueStore, outcomeStoreError},
+	{ErrIDTooLong, outcomeMissingID},
 }
 
 // outcomeOf maps a refusal's reason to its metrics outcome. A provider's
