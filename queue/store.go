@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -74,6 +76,69 @@ type Event struct {
 
 	// Body is the raw body; only filled where asked for.
 	Body []byte `json:"-"`
+
+	// Bin holds, in the file only, the request's text fields (method,
+	// URI, host, headers, ...) when one of them is not valid UTF-8, which
+	// JSON would change: gob keeps their bytes.
+	Bin []byte `json:"bin,omitempty"`
+}
+
+// binFields are the fields an Event keeps in Bin when needed.
+type binFields struct {
+	Provider, EventType, Method, URI, Host, ClientIP, RemoteAddr string
+	Header                                                       http.Header
+}
+
+func (ev *Event) textValid() bool {
+	for _, s := range []string{ev.Provider, ev.EventType, ev.Method, ev.URI, ev.Host, ev.ClientIP, ev.RemoteAddr} {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	for k, vs := range ev.Header {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// encodeEvent is the event's record in the file: JSON, with the text
+// fields in Bin when JSON would not keep their bytes.
+func encodeEvent(ev *Event) ([]byte, error) {
+	if ev.textValid() {
+		ev.Bin = nil
+		return json.Marshal(ev)
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(binFields{ev.Provider, ev.EventType, ev.Method, ev.URI, ev.Host, ev.ClientIP, ev.RemoteAddr, ev.Header}); err != nil {
+		return nil, err
+	}
+	cp := *ev
+	cp.Bin = buf.Bytes()
+	cp.Provider, cp.EventType, cp.Method, cp.URI, cp.Host, cp.ClientIP, cp.RemoteAddr, cp.Header = "", "", "", "", "", "", "", nil
+	return json.Marshal(&cp)
+}
+
+// decodeEvent reads a record written by encodeEvent.
+func decodeEvent(v []byte, ev *Event) error {
+	if err := json.Unmarshal(v, ev); err != nil {
+		return err
+	}
+	if ev.Bin != nil {
+		var b binFields
+		if err := gob.NewDecoder(bytes.NewReader(ev.Bin)).Decode(&b); err != nil {
+			return err
+		}
+		ev.Provider, ev.EventType, ev.Method, ev.URI, ev.Host, ev.ClientIP, ev.RemoteAddr, ev.Header = b.Provider, b.EventType, b.Method, b.URI, b.Host, b.ClientIP, b.RemoteAddr, b.Header
+		ev.Bin = nil
+	}
+	return nil
 }
 
 // Errors of the store. Every one answers the sender 503: nothing was
@@ -86,6 +151,7 @@ var (
 	ErrClosed  = errors.New("queue store closed")
 	ErrUnknown = errors.New("no such event")
 	ErrState   = errors.New("event is not in a state that allows this")
+	ErrBadID   = errors.New("event id empty or too long")
 )
 
 // Limits bound a queue's pending events (pending and in flight).
@@ -428,7 +494,7 @@ func (q *Queue) load(tx *bolt.Tx) error {
 	var c Counts
 	err := b.Bucket(bktEvents).ForEach(func(_, v []byte) error {
 		var ev Event
-		if err := json.Unmarshal(v, &ev); err != nil {
+		if err := decodeEvent(v, &ev); err != nil {
 			return err
 		}
 		switch ev.State {
@@ -488,6 +554,10 @@ type EnqueueResult struct {
 // append are one transaction. It returns once the transaction is on disk.
 // ev.Seq is set.
 func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
+	if len(ev.ID) == 0 || len(ev.ID) > bolt.MaxKeySize {
+		// bbolt would refuse the key, failing the whole group commit
+		return EnqueueResult{}, fmt.Errorf("%w: %d bytes", ErrBadID, len(ev.ID))
+	}
 	size := int64(len(ev.Body))
 	ev.Size = size
 	if free, err := q.s.freeSpace(); err == nil && free < 2*size+q.s.opts.MinFree {
@@ -499,7 +569,7 @@ func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
 		events, bodies, due, order, _, meta := q.buckets(tx)
 		if old := events.Get([]byte(ev.ID)); old != nil {
 			var prev Event
-			if err := json.Unmarshal(old, &prev); err != nil {
+			if err := decodeEvent(old, &prev); err != nil {
 				return err
 			}
 			res = EnqueueResult{Duplicate: true, State: prev.State}
@@ -521,7 +591,7 @@ func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
 		added = true
 		ev.State = Pending
 		ev.DueAt = ev.ReceivedAt
-		v, err := json.Marshal(ev)
+		v, err := encodeEvent(ev)
 		if err != nil {
 			return err
 		}
@@ -566,7 +636,7 @@ func (q *Queue) Due(now time.Time, max int, ordered bool, skip func(id string) b
 		events, bodies, due, order, _, _ := q.buckets(tx)
 		read := func(id []byte) (*Event, error) {
 			var ev Event
-			if err := json.Unmarshal(events.Get(id), &ev); err != nil {
+			if err := decodeEvent(events.Get(id), &ev); err != nil {
 				return nil, err
 			}
 			// the key is the id: JSON turns bytes that are not UTF-8
@@ -647,7 +717,7 @@ func (q *Queue) Complete(id string, o Outcome) error {
 			return nil
 		}
 		var ev Event
-		if err := json.Unmarshal(v, &ev); err != nil {
+		if err := decodeEvent(v, &ev); err != nil {
 			return err
 		}
 		if ev.State != Pending {
@@ -686,7 +756,7 @@ func (q *Queue) Complete(id string, o Outcome) error {
 				return err
 			}
 		}
-		nv, err := json.Marshal(&ev)
+		nv, err := encodeEvent(&ev)
 		if err != nil {
 			return err
 		}
@@ -731,7 +801,7 @@ func (q *Queue) Replay(id string, now time.Time) (*Event, error) {
 			return nil
 		}
 		found = true
-		if err := json.Unmarshal(v, &ev); err != nil {
+		if err := decodeEvent(v, &ev); err != nil {
 			return err
 		}
 		ev.ID = id // the key, as in Due
@@ -754,7 +824,7 @@ func (q *Queue) Replay(id string, now time.Time) (*Event, error) {
 		if err := order.Put(seqKey(ev.Seq), k); err != nil {
 			return err
 		}
-		nv, err := json.Marshal(&ev)
+		nv, err := encodeEvent(&ev)
 		if err != nil {
 			return err
 		}
@@ -797,7 +867,7 @@ func (q *Queue) Discard(id string) error {
 			return nil
 		}
 		found = true
-		if err := json.Unmarshal(v, &ev); err != nil {
+		if err := decodeEvent(v, &ev); err != nil {
 			return err
 		}
 		ev.ID = id // the key, as in Due
@@ -865,7 +935,7 @@ func (q *Queue) Purge(now time.Time) (int, error) {
 			keys = append(keys, bytes.Clone(k))
 			if v := events.Get(id); v != nil {
 				var ev Event
-				if err := json.Unmarshal(v, &ev); err != nil {
+				if err := decodeEvent(v, &ev); err != nil {
 					return err
 				}
 				gone = append(gone, ev)
@@ -917,7 +987,7 @@ func (q *Queue) Get(id string, withBody bool) (*Event, error) {
 			return ErrUnknown
 		}
 		ev = new(Event)
-		if err := json.Unmarshal(v, ev); err != nil {
+		if err := decodeEvent(v, ev); err != nil {
 			return err
 		}
 		ev.ID = id // the key, as in Due
@@ -938,7 +1008,7 @@ func (q *Queue) List(state State, after uint64, limit int) ([]*Event, error) {
 		// events are keyed by id; order by seq after reading
 		return events.ForEach(func(k, v []byte) error {
 			var ev Event
-			if err := json.Unmarshal(v, &ev); err != nil {
+			if err := decodeEvent(v, &ev); err != nil {
 				return err
 			}
 			ev.ID = string(k) // the key, as in Due
@@ -970,7 +1040,7 @@ func (q *Queue) OldestPending() (time.Time, error) {
 			return nil
 		}
 		var ev Event
-		if err := json.Unmarshal(events.Get(id), &ev); err != nil {
+		if err := decodeEvent(events.Get(id), &ev); err != nil {
 			return err
 		}
 		t = ev.ReceivedAt

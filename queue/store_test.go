@@ -1416,3 +1416,38 @@ func TestBackup(t *testing.T) {
 		}
 	}
 }
+
+// Header values, the URI and other text fields that are not valid UTF-8
+// (which JSON would change) are stored and delivered byte for byte; an
+// empty id or one bbolt cannot take as a key is refused before it can fail
+// a group commit.
+func TestTextNotUTF8AndBadIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	s, q := openTest(t, path)
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	in := &Event{ID: "bin-1", Method: "POST", URI: "/hook?q=\xff\xfe", Host: "h",
+		Header:     http.Header{"X-Raw": {"caf\xe9", "ok"}, "X-Plain": {"plain"}},
+		ReceivedAt: now, Body: []byte("{}"), EventType: "e\xc3"}
+	if _, err := q.Enqueue(in, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", strings.Repeat("x", 40000)} {
+		if _, err := q.Enqueue(&Event{ID: bad, ReceivedAt: now, Body: []byte("{}")}, Limits{}); !errors.Is(err, ErrBadID) {
+			t.Fatalf("id of %d bytes: %v, want ErrBadID", len(bad), err)
+		}
+	}
+	_ = s.Close()
+	s2, q2 := openTest(t, path)
+	defer s2.Close()
+	evs, _, err := q2.Due(now, 10, false, none)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("Due: %d, %v", len(evs), err)
+	}
+	got := evs[0]
+	if got.URI != in.URI || got.EventType != in.EventType || !slices.Equal(got.Header["X-Raw"], in.Header["X-Raw"]) || got.Header.Get("X-Plain") != "plain" {
+		t.Fatalf("text fields changed: URI %q event %q header %q", got.URI, got.EventType, got.Header["X-Raw"])
+	}
+	if c := q2.Counts(); c.Pending != 1 {
+		t.Fatalf("counts %+v", c)
+	}
+}
