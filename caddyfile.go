@@ -311,7 +311,7 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 // parseQueue parses
 //
 //	queue [<name>] {
-//		store        bbolt [<path>] | redis <url>   # default: bbolt in Caddy's data dir
+//		store        bbolt [<path>]    # default: bbolt in Caddy's data dir (redis: planned)
 //		deliver {                                   # handlers, as inside handle
 //			reverse_proxy localhost:3000
 //		}
@@ -348,10 +348,11 @@ func parseQueue(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (*Queue, e
 				q.Store = "bbolt"
 			case len(args) == 2 && args[0] == "bbolt":
 				q.Store, q.Path = "bbolt", args[1]
-			case len(args) == 2 && args[0] == "redis":
-				q.Store, q.RedisURL = "redis", args[1]
+			case len(args) >= 1 && args[0] == "redis":
+				// refused here, at its line, rather than by every load
+				return nil, d.Err("queue store redis is not available yet: use store bbolt [<path>]")
 			default:
-				return nil, d.Err("queue store: use 'store bbolt [<path>]' or 'store redis <url>'")
+				return nil, d.Err("queue store: use 'store bbolt [<path>]'")
 			}
 		case "deliver":
 			if len(q.Deliver) > 0 {
