@@ -1,11 +1,14 @@
 package webhookverify_test
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
@@ -95,6 +99,28 @@ func startExample(t *testing.T, cfg string) func(path, body string, header ...st
 	t.Helper()
 	tc := caddytest.NewTester(t)
 	tc.InitServer(cfg, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	// the internal issuer may still be at work after the load (a request
+	// before the certificate exists fails the handshake with "tls:
+	// internal error"): wait for a handshake with the HTTPS site
+	var last error
+	h2Poll(t, "a TLS handshake with https://localhost:9443", func() bool {
+		d := &tls.Dialer{
+			NetDialer: &net.Dialer{Timeout: 2 * time.Second},
+			Config:    &tls.Config{ServerName: "localhost", InsecureSkipVerify: true}, //nolint:gosec
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		c, err := d.DialContext(ctx, "tcp", "127.0.0.1:9443")
+		if err != nil {
+			last = err
+			return false
+		}
+		c.Close()
+		return true
+	}, func() string { return fmt.Sprint(last) })
 	return func(path, body string, header ...string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, "https://localhost:9443"+path, strings.NewReader(body))

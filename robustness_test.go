@@ -9,12 +9,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhookverify/caddy-webhook-verify/providers"
 )
 
 // rbProvisionDedupe provisions a vivreal handler with a memory dedupe store
@@ -74,19 +79,109 @@ func TestDedupeSettlesWhenNextPanics(t *testing.T) {
 }
 
 // The id is read before the buffer can be released: a request whose
-// context has already ended (the sender hung up) is still deduplicated by
-// its id, never taken for an event without one.
+// context ends (the sender hung up) is still deduplicated by its id, never
+// taken for an event without one. Made deterministic from the outside: the
+// provider's Describe (which reads the id out of the buffer) records when
+// it runs, and the request's context records when the handler registers
+// the release on it (context.AfterFunc calls the AfterFunc method of a
+// context that has one) and is cancelled at that moment, so the release
+// runs at once. A read after the registration would race the release
+// (the release wins whenever its goroutine runs first); the test fails it
+// every time, whichever wins.
 func TestDedupeIDReadBeforeRelease(t *testing.T) {
 	h := rbProvisionDedupe(t, `{"key_prefix": "rb-release:", "require_id": true}`)
-	for i := range 200 {
-		body := `{"id":"evt_rel_` + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + `_` + time.Now().Format("150405.000000000") + `","event":"e"}`
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		err := h.ServeHTTP(httptest.NewRecorder(), hRequest(ctx, http.MethodPost, body, http.Header{"X-Vivreal-Signature": {hSign(body)}}), &hRecorder{})
+	var hc *rbHangUpCtx // the current request's context
+	var describedAfter, described bool
+	h.provider = rbDescribeHook{Provider: h.provider, hook: func() {
+		described = true
+		if hc != nil && hc.registered.Load() {
+			describedAfter = true
+		}
+	}}
+	for i, hangUp := range []bool{false, true} {
+		body := `{"id":"evt_rel_` + strconv.Itoa(i) + `_` + time.Now().Format("150405.000000000") + `","event":"e"}`
+		r := hRequest(context.Background(), http.MethodPost, body, http.Header{"X-Vivreal-Signature": {hSign(body)}})
+		hc, described, describedAfter = nil, false, false
+		if hangUp {
+			// the sender hangs up just as the handler hands the body over
+			hc = &rbHangUpCtx{Context: r.Context(), done: make(chan struct{})}
+			r = r.WithContext(hc)
+		} else {
+			// the sender hung up before: the release runs as soon as it is registered
+			ctx, cancel := context.WithCancel(r.Context())
+			cancel()
+			r = r.WithContext(ctx)
+		}
+		rec := &hRecorder{}
+		err := h.ServeHTTP(httptest.NewRecorder(), r, rec)
 		if errors.Is(err, ErrNoID) {
-			t.Fatalf("request %d: taken for an event without an id", i)
+			t.Fatalf("hang-up %v: taken for an event without an id", hangUp)
+		}
+		if rec.called != 1 {
+			t.Fatalf("hang-up %v: next called %d times (err %v), want the event claimed and handed on", hangUp, rec.called, err)
+		}
+		if !described {
+			t.Fatalf("hang-up %v: the id was never read", hangUp)
+		}
+		if hangUp {
+			if !hc.registered.Load() {
+				t.Fatal("the handler registered no release on the request's context: the test saw nothing")
+			}
+			if describedAfter {
+				t.Fatal("the id was read after the release was registered on the request's context: it races the release")
+			}
+		}
+		// the release ran: the reservation is back
+		deadline := time.Now().Add(30 * time.Second)
+		for h.inflight.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("hang-up %v: %d bytes still reserved after the request's context ended", hangUp, h.inflight.Load())
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
+}
+
+// rbHangUpCtx is a request context that is cancelled at the moment a
+// function is registered on it with context.AfterFunc (which calls this
+// AfterFunc method, the context package's afterFuncer, since the context
+// is neither done nor a context.WithCancel's): the sender hangs up as the
+// handler registers the release. f then runs at once, in a goroutine of
+// its own, as the context package runs it for a context already done.
+type rbHangUpCtx struct {
+	context.Context
+	done       chan struct{}
+	registered atomic.Bool
+	once       sync.Once
+}
+
+func (c *rbHangUpCtx) Done() <-chan struct{} { return c.done }
+
+func (c *rbHangUpCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+func (c *rbHangUpCtx) AfterFunc(f func()) (stop func() bool) {
+	c.registered.Store(true)
+	c.once.Do(func() { close(c.done) })
+	go f()
+	return func() bool { return false }
+}
+
+// rbDescribeHook is a provider whose Describe calls hook first.
+type rbDescribeHook struct {
+	providers.Provider
+	hook func()
+}
+
+func (p rbDescribeHook) Describe(h http.Header, body []byte, vals []string) {
+	p.hook()
+	p.Provider.Describe(h, body, vals)
 }
 
 // A read error's detail (addresses, the I/O error) is logged, not sent:

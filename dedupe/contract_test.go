@@ -123,7 +123,9 @@ func waitClaimable(t *testing.T, s Store, key string, start time.Time, ttl time.
 // letExpire waits until an entry held for ttl since start has expired,
 // without touching it: with a test clock by advancing it; on real time by
 // sleeping past the expiry (expiry is wall-clock time in the store, so
-// this does not depend on the machine's load).
+// this does not depend on the machine's load, provided start is taken
+// after the operation that set the entry returned: never earlier than the
+// store's own start of the ttl).
 func letExpire(t *testing.T, s Store, start time.Time, ttl time.Duration) {
 	t.Helper()
 	if a, ok := s.(advancer); ok {
@@ -302,10 +304,10 @@ func runContract(t *testing.T, newStore func(t *testing.T) Store) {
 		shortTTL := expiryTTL(s)
 		// the claim expired while the backend was slow; nobody took it since
 		k := ckey(t, "a")
-		start := time.Now()
 		c := mustClaim(t, s, k, shortTTL)
+		set := time.Now() // the entry was set before the claim returned
 		wantStatus(t, c, Claimed)
-		letExpire(t, s, start, shortTTL)
+		letExpire(t, s, set, shortTTL)
 		mustDone(t, s, k, c.Token, longTTL)
 		d := mustClaim(t, s, k, inflightTTL)
 		wantStatus(t, d, Duplicate)
@@ -315,7 +317,7 @@ func runContract(t *testing.T, newStore func(t *testing.T) Store) {
 
 		// the claim expired, was taken by a retry and let go again
 		k2 := ckey(t, "b")
-		start = time.Now()
+		start := time.Now()
 		c = mustClaim(t, s, k2, shortTTL)
 		wantStatus(t, c, Claimed)
 		again := waitClaimable(t, s, k2, start, shortTTL, InFlight)

@@ -546,31 +546,32 @@ func do(client *http.Client, req *http.Request) (*http.Response, []byte, error) 
 const (
 	upOK   int32 = iota // 200
 	upFail              // 500
-	upSlow              // sleep upstream.slow (or until the request is cancelled), then 200
 )
 
 // upstream is the backend behind reverse_proxy. It records, per event id,
 // the requests it received and those it accepted (answered 2xx to a
 // gateway that was still waiting). It can be stopped (its port closed)
-// and started again on the same port. A request header X-Test-Sleep: <dur>
-// makes that one request slow.
+// and started again on the same port. A request header X-Test-Hold: <name>
+// holds that request until the test calls the release that hold(name)
+// returned, or the gateway gives up.
 type upstream struct {
 	t    *testing.T
 	addr string
 	mode atomic.Int32
-	slow time.Duration
 
 	mu       sync.Mutex
 	srv      *http.Server
 	received map[string]int
 	accepted map[string]int
 	bodies   map[string][]byte
+	holds    map[string]chan struct{}
 	problems []string
 }
 
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
-	u := &upstream{t: t, slow: 3 * time.Second, received: map[string]int{}, accepted: map[string]int{}, bodies: map[string][]byte{}}
+	u := &upstream{t: t, received: map[string]int{}, accepted: map[string]int{}, bodies: map[string][]byte{},
+		holds: map[string]chan struct{}{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -648,25 +649,24 @@ func (u *upstream) handle(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.received[id]++
 	u.bodies[id] = body
+	var hold chan struct{}
+	if name := r.Header.Get("X-Test-Hold"); name != "" {
+		if hold = u.holds[name]; hold == nil {
+			u.problems = append(u.problems, fmt.Sprintf("id %q: X-Test-Hold %q without hold(%[2]q)", id, name))
+		}
+	}
 	u.mu.Unlock()
-
-	sleep := time.Duration(0)
-	if d, err := time.ParseDuration(r.Header.Get("X-Test-Sleep")); err == nil {
-		sleep = d
-	}
-	switch u.mode.Load() {
-	case upFail:
-		http.Error(w, "backend broken", http.StatusInternalServerError)
-		return
-	case upSlow:
-		sleep = u.slow
-	}
-	if sleep > 0 {
+	if hold != nil {
 		select {
-		case <-time.After(sleep):
+		case <-hold:
 		case <-r.Context().Done():
 			return // the gateway gave up: not taken
 		}
+	}
+
+	if u.mode.Load() == upFail {
+		http.Error(w, "backend broken", http.StatusInternalServerError)
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
@@ -679,6 +679,20 @@ func (u *upstream) handle(w http.ResponseWriter, r *http.Request) {
 		u.accepted[id]++
 		u.mu.Unlock()
 	}
+}
+
+// hold makes the requests with X-Test-Hold: name wait until release is
+// called (or the gateway gives up on them): the test, not a timer, decides
+// how long they stay in flight. Release is idempotent and runs at cleanup.
+func (u *upstream) hold(name string) (release func()) {
+	ch := make(chan struct{})
+	u.mu.Lock()
+	u.holds[name] = ch
+	u.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	u.t.Cleanup(release)
+	return release
 }
 
 func (u *upstream) problem(format string, args ...any) {

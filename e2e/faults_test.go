@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -23,7 +27,7 @@ http://127.0.0.1:%[1]d {
 	handle /hook {
 		webhook_verify vivreal %[2]s {
 			dedupe {
-				inflight_ttl 30s
+				inflight_ttl 10m
 			}
 		}
 		reverse_proxy %[3]s {
@@ -37,7 +41,7 @@ http://127.0.0.1:%[1]d {
 		webhook_verify vivreal %[2]s {
 			dedupe {
 				key_prefix patient:
-				inflight_ttl 30s
+				inflight_ttl 10m
 			}
 		}
 		reverse_proxy %[3]s
@@ -47,11 +51,13 @@ http://127.0.0.1:%[1]d {
 
 	// retry sends the event again (the sender's retry) until it is not a
 	// 409 (the failed attempt's claim may take a moment to be released
-	// after a sender-side timeout) and expects 200, delivered once
+	// after a sender-side timeout) and expects 200, delivered once. It
+	// waits a minute at most, far short of the 10m inflight_ttl: only the
+	// claim's release can free it, never its expiry.
 	retry := func(t *testing.T, path, id string, body []byte) {
 		t.Helper()
-		client := newClient(10 * time.Second)
-		deadline := time.Now().Add(10 * time.Second)
+		client := newClient(time.Minute)
+		deadline := time.Now().Add(time.Minute)
 		for {
 			resp, rb, err := post(client, c.url(path), body, signViv(vivSecret, body))
 			if err != nil {
@@ -126,20 +132,24 @@ http://127.0.0.1:%[1]d {
 	t.Run("upstream slower than the gateway timeout", func(t *testing.T) {
 		id := "fault-slow-gateway"
 		body := event(id, 300)
-		up.mode.Store(upSlow) // 3s, or until the gateway gives up
+		// held until the gateway gives up: only its 1s
+		// response_header_timeout can end this request (else the
+		// sender's own 15s timeout fails it)
+		up.hold(id)
 		start := time.Now()
-		resp, rb, err := post(client, c.url("/hook"), body, signViv(vivSecret, body))
+		resp, rb, err := post(client, c.url("/hook"), body, signViv(vivSecret, body), "X-Test-Hold", id)
 		took := time.Since(start)
-		up.mode.Store(upOK)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v (after %s): the 1s response_header_timeout did not fire", err, took.Round(time.Millisecond))
 		}
 		t.Logf("slow upstream: status %d after %s", resp.StatusCode, took.Round(time.Millisecond))
 		if resp.StatusCode < 500 {
 			t.Errorf("slow upstream: status %d (%s), want a 5xx", resp.StatusCode, rb)
 		}
-		if took > 2500*time.Millisecond {
-			t.Errorf("answered after %s: the 1s response_header_timeout did not fire", took)
+		// armed once the request is written upstream, after start: a
+		// timeout never fires early
+		if took < time.Second {
+			t.Errorf("answered after %s, before the 1s response_header_timeout", took)
 		}
 		if _, a := up.counts(id); a != 0 {
 			t.Errorf("the upstream accepted the timed-out attempt %d times", a)
@@ -150,21 +160,38 @@ http://127.0.0.1:%[1]d {
 	t.Run("upstream slower than the sender timeout", func(t *testing.T) {
 		id := "fault-slow-sender"
 		body := event(id, 300)
-		up.mode.Store(upSlow)
-		impatient := newClient(time.Second)
-		resp, _, err := post(impatient, c.url("/patient"), body, signViv(vivSecret, body))
-		if err == nil {
-			t.Errorf("the sender got status %d from a 3s upstream within its 1s timeout", resp.StatusCode)
+		// held until the gateway gives up, which only the sender's going
+		// can make it do: the sender times out once the upstream has it
+		up.hold(id)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("/patient"), bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Vivreal-Signature", signViv(vivSecret, body))
+		req.Header.Set("X-Test-Hold", id)
+		sent := make(chan error, 1)
+		go func() {
+			resp, _, err := do(newClient(time.Minute), req)
+			if err == nil {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+			sent <- err
+		}()
+		up.waitReceived(id, 1, time.Minute)
+		cancel()
+		if err := <-sent; !errors.Is(err, context.Canceled) {
+			t.Errorf("the sender that gave up got %v, want its own cancellation", err)
 		}
 		// the gateway cancels the upstream request when the sender goes,
-		// and releases the claim
-		up.waitReceived(id, 1, 5*time.Second)
-		time.Sleep(200 * time.Millisecond)
-		up.mode.Store(upOK)
-		if _, a := up.counts(id); a != 0 {
-			t.Errorf("the upstream accepted the abandoned attempt %d times", a)
-		}
+		// and releases the claim: the retry (which waits past 409s) is
+		// delivered, though the held attempt is never let go
 		retry(t, "/patient", id, body)
+		if r, a := up.counts(id); r != 2 || a != 1 {
+			t.Errorf("the upstream received %d attempts and accepted %d, want 2 (the abandoned one and the retry) and 1", r, a)
+		}
 	})
 	c.assertNoPanic()
 }

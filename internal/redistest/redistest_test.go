@@ -140,10 +140,13 @@ func TestRestartWhilePortHeldForAMoment(t *testing.T) {
 	if err != nil {
 		t.Skipf("port taken meanwhile: %v", err)
 	}
-	time.AfterFunc(500*time.Millisecond, func() { l.Close() })
+	// start before the timer is armed: a timer never fires early, so the
+	// port is held for at least hold after start, whatever the load
+	const hold = 500 * time.Millisecond
 	start := time.Now()
+	time.AfterFunc(hold, func() { l.Close() })
 	s.Restart()
-	if el := time.Since(start); el < 400*time.Millisecond {
+	if el := time.Since(start); el < hold {
 		t.Errorf("Restart returned after %v, while the port was still held", el)
 	}
 	if got := send(t, s, "PING"); got != "+PONG\r\n" {
@@ -237,9 +240,21 @@ func TestServerDiesWithTestBinary(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	gone = true
-	if c, err := net.DialTimeout("tcp", st.addr, time.Second); err == nil {
+	// the port closes with the server's last thread: /proc shows the
+	// thread group's leader as a zombie (not alive) while its other
+	// threads may still be exiting, the listening socket still open (a
+	// window a busy machine widens), so the port is polled too, within
+	// the same bound
+	for {
+		c, err := net.DialTimeout("tcp", st.addr, time.Second)
+		if err != nil {
+			break
+		}
 		c.Close()
-		t.Fatalf("%s still answers after its test binary was killed", st.addr)
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still answers 5 s after its test binary was killed", st.addr)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
