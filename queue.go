@@ -395,7 +395,7 @@ func (h *Handler) serveQueue(w http.ResponseWriter, r *http.Request, body *verif
 		Method:      r.Method,
 		URI:         r.RequestURI,
 		Host:        r.Host,
-		Header:      r.Header.Clone(),
+		Header:      r.Header, // encoded inside Enqueue, which returns before r moves on
 		ClientIP:    clientIP(r),
 		RemoteAddr:  r.RemoteAddr,
 		ReceivedAt:  h.now(),
