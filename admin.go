@@ -66,9 +66,9 @@ type QueueStats struct {
 func (rt *queueRuntime) stats() QueueStats {
 	c := rt.q.Counts()
 	rt.mu.Lock()
-	// an attempt leaves rt.inflight just after its outcome is committed
-	// (and counted): never more in flight than pending
-	inflight := min(int64(len(rt.inflight)), c.Pending)
+	// an attempt is in flight until its outcome is committed (and
+	// counted), and leaves just after: never more in flight than pending
+	inflight := min(int64(len(rt.inflight)+len(rt.completing)), c.Pending)
 	ordered := rt.target != nil && rt.target.cfg.Ordered
 	rt.mu.Unlock()
 	st := QueueStats{Name: rt.name, Pending: c.Pending, InFlight: inflight, Delivered: c.Delivered, Dead: c.Dead,

@@ -103,7 +103,9 @@ type Queue struct {
 	// How long one attempt may take. Default: 30s.
 	AttemptTimeout caddy.Duration `json:"attempt_timeout,omitempty"`
 
-	// Deliveries at once. Default: 4.
+	// Deliveries at once. Default: 4. A crash delivers again at most
+	// twice this many events: the attempts running, and those ended
+	// whose outcome was not yet committed.
 	Concurrency int `json:"concurrency,omitempty"`
 
 	// Deliver one event at a time, in order of receipt: a failing event
@@ -489,11 +491,16 @@ type queueRuntime struct {
 	// whose outcome could not be recorded is not retried in a tight loop
 	storeBackoff time.Time
 	inflight     map[string]context.CancelFunc
-	wake         chan struct{}
-	stop         chan struct{}
-	done         chan struct{}
-	once         sync.Once
-	started      bool
+	// completing: attempts that have ended and whose outcome is being
+	// committed. They no longer take a slot of concurrency (so the next
+	// attempts start while the outcomes share one group commit), but
+	// they are still skipped by Due and guarded like in-flight events.
+	completing map[string]struct{}
+	wake       chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
+	once       sync.Once
+	started    bool
 
 	now  func() time.Time
 	rand func() float64 // [0,1), for the jitter
@@ -501,14 +508,15 @@ type queueRuntime struct {
 
 func newQueueRuntime(name string, q *queue.Queue) *queueRuntime {
 	return &queueRuntime{
-		name:     name,
-		q:        q,
-		inflight: map[string]context.CancelFunc{},
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		now:      time.Now,
-		rand:     mrand.Float64,
+		name:       name,
+		q:          q,
+		inflight:   map[string]context.CancelFunc{},
+		completing: map[string]struct{}{},
+		wake:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		now:        time.Now,
+		rand:       mrand.Float64,
 	}
 }
 
@@ -576,16 +584,24 @@ func (rt *queueRuntime) wakeUp() {
 }
 
 func (rt *queueRuntime) isInFlight(id string) bool {
-	_, ok := rt.inflight[id] // rt.mu held by the caller
+	// rt.mu held by the caller
+	if _, ok := rt.inflight[id]; ok {
+		return true
+	}
+	_, ok := rt.completing[id]
 	return ok
 }
 
-// InFlight lists the ids being attempted now.
+// InFlight lists the ids being attempted now, or whose attempt's outcome
+// is being recorded.
 func (rt *queueRuntime) inFlight() map[string]bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	out := make(map[string]bool, len(rt.inflight))
+	out := make(map[string]bool, len(rt.inflight)+len(rt.completing))
 	for id := range rt.inflight {
+		out[id] = true
+	}
+	for id := range rt.completing {
 		out[id] = true
 	}
 	return out
@@ -638,10 +654,14 @@ func (rt *queueRuntime) dispatch() time.Time {
 	if t == nil || rt.q.Paused() {
 		return time.Time{}
 	}
-	free := t.cfg.Concurrency - len(rt.inflight)
+	// at most concurrency attempts run, and at most concurrency more
+	// have ended with their outcome not yet committed: a crash delivers
+	// at most 2 × concurrency events again
+	c := t.cfg.Concurrency
 	if t.cfg.Ordered {
-		free = 1 - len(rt.inflight)
+		c = 1
 	}
+	free := min(c-len(rt.inflight), 2*c-len(rt.inflight)-len(rt.completing))
 	if free <= 0 {
 		return time.Time{} // woken when an attempt ends
 	}
@@ -679,6 +699,7 @@ func (rt *queueRuntime) attempt(ctx context.Context, cancel context.CancelFunc, 
 		cancel()
 		rt.mu.Lock()
 		delete(rt.inflight, ev.ID)
+		delete(rt.completing, ev.ID)
 		rt.mu.Unlock()
 		t.wg.Done()
 		rt.wakeUp()
@@ -706,6 +727,13 @@ func (rt *queueRuntime) attempt(ctx context.Context, cancel context.CancelFunc, 
 		o.Dead, o.RetryAt = rt.schedule(t.cfg, ev, ev.Attempts+1, now, retryAfter)
 	}
 	queueMetrics.attempts.WithLabelValues(rt.name, result).Inc()
+	// the slot is free for the next attempt while this outcome waits
+	// for its commit; Due still skips the event until it is recorded
+	rt.mu.Lock()
+	delete(rt.inflight, ev.ID)
+	rt.completing[ev.ID] = struct{}{}
+	rt.mu.Unlock()
+	rt.wakeUp()
 	if err := rt.q.Complete(ev.ID, o); err != nil {
 		// not recorded: the event stays pending and is attempted again,
 		// once the store has had a moment

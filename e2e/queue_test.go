@@ -71,6 +71,11 @@ type qRecorder struct {
 	abandoned map[string]int         // held requests the gateway gave up
 	holds     map[string]chan struct{}
 	problems  []string
+	// cut: requests whose body ended early. A kill -9 of the gateway
+	// in the middle of an attempt does that; the tests that kill it
+	// allow it (killTests), the others count it a problem.
+	cut       int
+	killTests bool
 }
 
 func newQRecorder(t *testing.T, name string, mode int32) *qRecorder {
@@ -101,7 +106,13 @@ func (r *qRecorder) addr() string { return r.srv.Listener.Addr().String() }
 func (r *qRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
-		r.problem("reading a body: %v", err)
+		r.mu.Lock()
+		r.cut++
+		kill := r.killTests
+		r.mu.Unlock()
+		if !kill {
+			r.problem("reading a body: %v", err)
+		}
 		return
 	}
 	var ev struct {
@@ -470,6 +481,7 @@ func TestQueueKill9BackendDown(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := mrand.New(mrand.NewPCG(uint64(seed), 1))
 	rec := newQRecorder(t, "backend", qDown)
+	rec.killTests = true // a kill in mid-attempt cuts its body short
 	db := filepath.Join(t.TempDir(), "q.db")
 	const concurrency = 4
 	opts := fmt.Sprintf("\t\t\t\tretry 200ms 500ms\n\t\t\t\tmax_attempts 100000\n\t\t\t\tmax_age 1h\n\t\t\t\tconcurrency %d", concurrency)
@@ -530,8 +542,8 @@ func TestQueueKill9BackendDown(t *testing.T) {
 	qCheckBodies(t, ids, bodies, rec)
 	extra, twice := qExtra(ids, rec)
 	t.Logf("%d events delivered after kill -9 and restart; %d delivered more than once (%d extra deliveries) %v", len(ids), len(twice), extra, twice)
-	if extra > concurrency {
-		t.Errorf("%d extra deliveries, more than the %d attempts that can be in flight at the kill: %v", extra, concurrency, twice)
+	if extra > 2*concurrency { // running, and ended but not yet recorded
+		t.Errorf("%d extra deliveries, more than the %d attempts that can be in flight at the kill: %v", extra, 2*concurrency, twice)
 	}
 	c2.assertNoPanic()
 }
@@ -547,6 +559,7 @@ func TestQueueKill9WhileAccepting(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := mrand.New(mrand.NewPCG(uint64(seed), 2))
 	rec := newQRecorder(t, "backend", qUp)
+	rec.killTests = true // a kill in mid-attempt cuts its body short
 	db := filepath.Join(t.TempDir(), "q.db")
 	const concurrency = 4
 	opts := fmt.Sprintf("\t\t\t\tretry 200ms 500ms\n\t\t\t\tmax_attempts 100000\n\t\t\t\tmax_age 1h\n\t\t\t\tconcurrency %d", concurrency)
@@ -624,8 +637,10 @@ func TestQueueKill9WhileAccepting(t *testing.T) {
 		extra, twice := qExtra(ids, rec)
 		t.Logf("round %d: killed after %d 2xx answers (target %d); %d requests failed with the kill, %d never sent; %d delivered before the kill; all %d acknowledged delivered after the restart, plus %d stored but unanswered; %d extra deliveries %v",
 			round, len(acked), killAt, lost, total-len(acked)-lost-len(others), deliveredAtKill, len(acked), unacked, extra, twice)
-		if extra > concurrency {
-			t.Errorf("round %d: %d extra deliveries, more than the %d attempts that can be in flight at the kill", round, extra, concurrency)
+		// in flight: attempts running (concurrency) and attempts ended
+		// whose outcome was not yet committed (as many more)
+		if extra > 2*concurrency {
+			t.Errorf("round %d: %d extra deliveries, more than the %d attempts that can be in flight at the kill", round, extra, 2*concurrency)
 		}
 		c2.assertNoPanic()
 		qKill9(t, c2) // the next round opens the file again

@@ -16,17 +16,16 @@ package queue
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/binary"
 	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -108,9 +107,26 @@ func (ev *Event) textValid() bool {
 	return true
 }
 
-// encodeEvent is the event's record in the file: JSON, with the text
-// fields in Bin when JSON would not keep their bytes.
+// recordV2 starts every record: the events are keyed by seq, so the
+// record carries its id, as bytes, ahead of the JSON.
+const recordV2 = 2
+
+// encodeEvent is the event's record in the file: recordV2, the id's
+// length (uvarint) and bytes, then JSON, with the text fields in Bin when
+// JSON would not keep their bytes.
 func encodeEvent(ev *Event) ([]byte, error) {
+	js, err := encodeJSON(ev)
+	if err != nil {
+		return nil, err
+	}
+	rec := make([]byte, 0, 1+binary.MaxVarintLen64+len(ev.ID)+len(js))
+	rec = append(rec, recordV2)
+	rec = binary.AppendUvarint(rec, uint64(len(ev.ID)))
+	rec = append(rec, ev.ID...)
+	return append(rec, js...), nil
+}
+
+func encodeJSON(ev *Event) ([]byte, error) {
 	if ev.textValid() {
 		ev.Bin = nil
 		return json.Marshal(ev)
@@ -125,10 +141,24 @@ func encodeEvent(ev *Event) ([]byte, error) {
 	return json.Marshal(&cp)
 }
 
-// decodeEvent reads a record written by encodeEvent.
+// decodeEvent reads a record written by encodeEvent (or, when
+// migrating, a record of the first layout: the JSON alone).
 func decodeEvent(v []byte, ev *Event) error {
+	var id []byte
+	if len(v) > 0 && v[0] == recordV2 {
+		n, k := binary.Uvarint(v[1:])
+		if k <= 0 || uint64(len(v)-1-k) < n {
+			return fmt.Errorf("%w: a damaged record", ErrStore)
+		}
+		id = v[1+k : 1+k+int(n)]
+		v = v[1+k+int(n):]
+	}
 	if err := json.Unmarshal(v, ev); err != nil {
 		return err
+	}
+	if id != nil {
+		// the bytes, which JSON would turn into U+FFFD when not UTF-8
+		ev.ID = string(id)
 	}
 	if ev.Bin != nil {
 		var b binFields
@@ -193,6 +223,7 @@ type Store struct {
 
 var (
 	bktQueues = []byte("queues")
+	bktIDs    = []byte("ids")
 	bktEvents = []byte("events")
 	bktBodies = []byte("bodies")
 	bktDue    = []byte("due")
@@ -201,7 +232,23 @@ var (
 	bktMeta   = []byte("meta")
 	keySeq    = []byte("seq")
 	keyPaused = []byte("paused")
+	keyFormat = []byte("format")
 )
+
+// The layout of a queue's buckets (format 2):
+//
+//	ids     id → seq (8 bytes, big endian): the id check of Enqueue
+//	events  seq → record (encodeEvent)
+//	bodies  seq → body, while pending or dead
+//	due     due time ‖ seq → id, pending events
+//	order   seq → id, pending events (for ordered delivery)
+//	expire  done time + ttl ‖ seq → id, delivered and dead events
+//	meta    seq, paused, format
+//
+// Only ids takes random keys; events, bodies and order are appended to,
+// so a group commit rewrites few pages. Format 1 (no format key) keyed
+// events and bodies by id; Queue migrates it in place.
+const formatV2 = 2
 
 // Open opens (creating it and its directory) the bbolt file at path. A
 // file another process holds fails with ErrLocked after LockTimeout.
@@ -290,12 +337,12 @@ func (s *Store) Queue(name string) (*Queue, error) {
 		if err != nil {
 			return err
 		}
-		for _, n := range [][]byte{bktEvents, bktBodies, bktDue, bktOrder, bktExpire, bktMeta} {
+		for _, n := range [][]byte{bktIDs, bktEvents, bktBodies, bktDue, bktOrder, bktExpire, bktMeta} {
 			if _, err := b.CreateBucketIfNotExists(n); err != nil {
 				return err
 			}
 		}
-		return nil
+		return migrate(b)
 	})
 	if err == nil {
 		err = s.db.View(q.load)
@@ -398,20 +445,18 @@ func (s *Store) committer() {
 }
 
 func (s *Store) commit(batch []*op) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.db == nil || s.degraded != nil {
-		// reopen: bbolt re-reads its meta pages, so a failed commit
-		// leaves nothing half-written behind
-		if s.db != nil {
-			_ = s.db.Close()
-			s.db = nil
-		}
-		db, err := s.open()
-		if err != nil {
-			return err
-		}
-		s.db, s.degraded = db, nil
+	if err := s.reopenIfNeeded(); err != nil {
+		return err
+	}
+	// The transaction runs under the read lock: bbolt lets read
+	// transactions (Due, Get, List, the admin API) run beside the one
+	// writer, so they do not wait for this commit's fsync. Only a reopen,
+	// which swaps s.db, takes the write lock. s.degraded is the
+	// committer's own.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, o := range batch {
@@ -428,6 +473,31 @@ func (s *Store) commit(batch []*op) error {
 		}
 		return fmt.Errorf("%w: %v", ErrStore, err)
 	}
+	return nil
+}
+
+// reopenIfNeeded reopens the file after a failed commit: bbolt re-reads
+// its meta pages, so a failed commit leaves nothing half-written behind.
+func (s *Store) reopenIfNeeded() error {
+	if s.degraded == nil {
+		s.mu.RLock()
+		ok := s.db != nil
+		s.mu.RUnlock()
+		if ok {
+			return nil
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil {
+		_ = s.db.Close()
+		s.db = nil
+	}
+	db, err := s.open()
+	if err != nil {
+		return err
+	}
+	s.db, s.degraded = db, nil
 	return nil
 }
 
@@ -492,6 +562,10 @@ func (q *Queue) Paused() bool {
 func (q *Queue) load(tx *bolt.Tx) error {
 	b := tx.Bucket(bktQueues).Bucket(q.name)
 	var c Counts
+	var last uint64
+	if k, _ := b.Bucket(bktEvents).Cursor().Last(); len(k) == 8 {
+		last = binary.BigEndian.Uint64(k)
+	}
 	err := b.Bucket(bktEvents).ForEach(func(_, v []byte) error {
 		var ev Event
 		if err := decodeEvent(v, &ev); err != nil {
@@ -516,15 +590,92 @@ func (q *Queue) load(tx *bolt.Tx) error {
 	defer q.mu.Unlock()
 	q.pending, q.pendingBytes, q.delivered, q.dead = c.Pending, c.PendingBytes, c.Delivered, c.Dead
 	q.paused = bytes.Equal(meta.Get(keyPaused), []byte{1})
+	q.seq = last
 	if v := meta.Get(keySeq); len(v) == 8 {
-		q.seq = binary.BigEndian.Uint64(v)
+		q.seq = max(q.seq, binary.BigEndian.Uint64(v))
 	}
 	return nil
 }
 
-func (q *Queue) buckets(tx *bolt.Tx) (events, bodies, due, order, expire, meta *bolt.Bucket) {
+// qbuckets are a queue's buckets in one transaction.
+type qbuckets struct {
+	ids, events, bodies, due, order, expire, meta *bolt.Bucket
+}
+
+func (q *Queue) buckets(tx *bolt.Tx) qbuckets {
 	b := tx.Bucket(bktQueues).Bucket(q.name)
-	return b.Bucket(bktEvents), b.Bucket(bktBodies), b.Bucket(bktDue), b.Bucket(bktOrder), b.Bucket(bktExpire), b.Bucket(bktMeta)
+	qb := qbuckets{b.Bucket(bktIDs), b.Bucket(bktEvents), b.Bucket(bktBodies), b.Bucket(bktDue), b.Bucket(bktOrder), b.Bucket(bktExpire), b.Bucket(bktMeta)}
+	// appended to: full pages, not the half-full ones of random inserts
+	qb.events.FillPercent, qb.bodies.FillPercent, qb.order.FillPercent = 0.95, 0.95, 0.95
+	return qb
+}
+
+// lookup is the seq key and record of the event id (nil when unknown).
+func (b qbuckets) lookup(id []byte) (key, rec []byte) {
+	key = b.ids.Get(id)
+	if key == nil {
+		return nil, nil
+	}
+	return key, b.events.Get(key)
+}
+
+// migrate rewrites a queue of format 1 (events and bodies keyed by id)
+// into format 2, in the transaction that opens it.
+func migrate(b *bolt.Bucket) error {
+	meta := b.Bucket(bktMeta)
+	if f := meta.Get(keyFormat); len(f) == 1 && f[0] == formatV2 {
+		return nil
+	}
+	events, bodies := b.Bucket(bktEvents), b.Bucket(bktBodies)
+	type old struct {
+		id   []byte
+		ev   Event
+		body []byte
+	}
+	var all []old
+	err := events.ForEach(func(k, v []byte) error {
+		o := old{id: bytes.Clone(k)}
+		if err := decodeEvent(v, &o.ev); err != nil {
+			return err
+		}
+		o.ev.ID = string(k)
+		if body := bodies.Get(k); body != nil {
+			o.body = bytes.Clone(body)
+		}
+		all = append(all, o)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range [][]byte{bktEvents, bktBodies} {
+		if err := b.DeleteBucket(n); err != nil {
+			return err
+		}
+		if _, err := b.CreateBucket(n); err != nil {
+			return err
+		}
+	}
+	events, bodies, ids := b.Bucket(bktEvents), b.Bucket(bktBodies), b.Bucket(bktIDs)
+	for _, o := range all {
+		k := seqKey(o.ev.Seq)
+		rec, err := encodeEvent(&o.ev)
+		if err != nil {
+			return err
+		}
+		if err := ids.Put(o.id, k); err != nil {
+			return err
+		}
+		if err := events.Put(k, rec); err != nil {
+			return err
+		}
+		if o.body != nil {
+			if err := bodies.Put(k, o.body); err != nil {
+				return err
+			}
+		}
+	}
+	return meta.Put(keyFormat, []byte{formatV2})
 }
 
 func timeKey(t time.Time, seq uint64) []byte {
@@ -566,8 +717,8 @@ func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
 	var res EnqueueResult
 	var added bool
 	err := q.s.write(size, func(tx *bolt.Tx) error {
-		events, bodies, due, order, _, meta := q.buckets(tx)
-		if old := events.Get([]byte(ev.ID)); old != nil {
+		b := q.buckets(tx)
+		if _, old := b.lookup([]byte(ev.ID)); old != nil {
 			var prev Event
 			if err := decodeEvent(old, &prev); err != nil {
 				return err
@@ -595,21 +746,24 @@ func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
 		if err != nil {
 			return err
 		}
-		id := []byte(ev.ID)
-		if err := events.Put(id, v); err != nil {
+		id, k := []byte(ev.ID), seqKey(ev.Seq)
+		if err := b.ids.Put(id, k); err != nil {
 			return err
 		}
-		if err := bodies.Put(id, ev.Body); err != nil {
+		if err := b.events.Put(k, v); err != nil {
 			return err
 		}
-		if err := due.Put(timeKey(ev.DueAt, ev.Seq), id); err != nil {
+		if err := b.bodies.Put(k, ev.Body); err != nil {
 			return err
 		}
-		if err := order.Put(seqKey(ev.Seq), id); err != nil {
+		if err := b.due.Put(timeKey(ev.DueAt, ev.Seq), id); err != nil {
+			return err
+		}
+		if err := b.order.Put(k, id); err != nil {
 			return err
 		}
 		res = EnqueueResult{State: Pending}
-		return meta.Put(keySeq, seqKey(q.seq))
+		return nil
 	}, nil)
 	if err != nil {
 		if added {
@@ -633,16 +787,18 @@ func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
 // when there is none).
 func (q *Queue) Due(now time.Time, max int, ordered bool, skip func(id string) bool) (evs []*Event, next time.Time, err error) {
 	err = q.s.view(func(tx *bolt.Tx) error {
-		events, bodies, due, order, _, _ := q.buckets(tx)
-		read := func(id []byte) (*Event, error) {
+		b := q.buckets(tx)
+		due, order := b.due, b.order
+		read := func(k []byte) (*Event, error) {
+			rec := b.events.Get(k)
+			if rec == nil {
+				return nil, fmt.Errorf("%w: no record for a due event", ErrStore)
+			}
 			var ev Event
-			if err := decodeEvent(events.Get(id), &ev); err != nil {
+			if err := decodeEvent(rec, &ev); err != nil {
 				return nil, err
 			}
-			// the key is the id: JSON turns bytes that are not UTF-8
-			// into U+FFFD, and an id from a header may have them
-			ev.ID = string(id)
-			ev.Body = bytes.Clone(bodies.Get(id))
+			ev.Body = bytes.Clone(b.bodies.Get(k))
 			return &ev, nil
 		}
 		if ordered {
@@ -650,7 +806,7 @@ func (q *Queue) Due(now time.Time, max int, ordered bool, skip func(id string) b
 			if k == nil || skip(string(id)) {
 				return nil
 			}
-			ev, err := read(id)
+			ev, err := read(k)
 			if err != nil {
 				return err
 			}
@@ -675,7 +831,7 @@ func (q *Queue) Due(now time.Time, max int, ordered bool, skip func(id string) b
 				next = at
 				return nil
 			}
-			ev, err := read(id)
+			ev, err := read(k[8:])
 			if err != nil {
 				return err
 			}
@@ -710,9 +866,9 @@ func (q *Queue) Complete(id string, o Outcome) error {
 	var before Event
 	var found bool
 	err := q.s.write(0, func(tx *bolt.Tx) error {
-		events, bodies, due, order, expire, _ := q.buckets(tx)
-		k := []byte(id)
-		v := events.Get(k)
+		b := q.buckets(tx)
+		due, order, expire := b.due, b.order, b.expire
+		k, v := b.lookup([]byte(id))
 		if v == nil {
 			return nil
 		}
@@ -737,22 +893,22 @@ func (q *Queue) Complete(id string, o Outcome) error {
 			if o.Delivered {
 				ev.State = Delivered
 				ev.LastError = ""
-				if err := bodies.Delete(k); err != nil {
+				if err := b.bodies.Delete(k); err != nil {
 					return err
 				}
 			}
 			ev.DoneAt = o.At
 			ev.ExpiresAt = o.At.Add(o.TTL)
 			ev.DueAt = time.Time{}
-			if err := order.Delete(seqKey(ev.Seq)); err != nil {
+			if err := order.Delete(k); err != nil {
 				return err
 			}
-			if err := expire.Put(timeKey(ev.ExpiresAt, ev.Seq), k); err != nil {
+			if err := expire.Put(timeKey(ev.ExpiresAt, ev.Seq), []byte(id)); err != nil {
 				return err
 			}
 		default:
 			ev.DueAt = o.RetryAt
-			if err := due.Put(timeKey(ev.DueAt, ev.Seq), k); err != nil {
+			if err := due.Put(timeKey(ev.DueAt, ev.Seq), []byte(id)); err != nil {
 				return err
 			}
 		}
@@ -760,7 +916,7 @@ func (q *Queue) Complete(id string, o Outcome) error {
 		if err != nil {
 			return err
 		}
-		return events.Put(k, nv)
+		return b.events.Put(k, nv)
 	}, func() {
 		if !found {
 			return
@@ -794,9 +950,8 @@ func (q *Queue) Replay(id string, now time.Time) (*Event, error) {
 	var prev State
 	var found, ok bool
 	err := q.s.write(0, func(tx *bolt.Tx) error {
-		events, bodies, due, order, expire, _ := q.buckets(tx)
-		k := []byte(id)
-		v := events.Get(k)
+		b := q.buckets(tx)
+		k, v := b.lookup([]byte(id))
 		if v == nil {
 			return nil
 		}
@@ -804,13 +959,12 @@ func (q *Queue) Replay(id string, now time.Time) (*Event, error) {
 		if err := decodeEvent(v, &ev); err != nil {
 			return err
 		}
-		ev.ID = id // the key, as in Due
 		prev = ev.State
-		if (ev.State != Dead && ev.State != Delivered) || bodies.Get(k) == nil {
+		if (ev.State != Dead && ev.State != Delivered) || b.bodies.Get(k) == nil {
 			return nil
 		}
 		ok = true
-		if err := expire.Delete(timeKey(ev.ExpiresAt, ev.Seq)); err != nil {
+		if err := b.expire.Delete(timeKey(ev.ExpiresAt, ev.Seq)); err != nil {
 			return err
 		}
 		ev.State = Pending
@@ -818,17 +972,17 @@ func (q *Queue) Replay(id string, now time.Time) (*Event, error) {
 		ev.Replays++
 		ev.DoneAt, ev.ExpiresAt = time.Time{}, time.Time{}
 		ev.DueAt = now
-		if err := due.Put(timeKey(now, ev.Seq), k); err != nil {
+		if err := b.due.Put(timeKey(now, ev.Seq), []byte(id)); err != nil {
 			return err
 		}
-		if err := order.Put(seqKey(ev.Seq), k); err != nil {
+		if err := b.order.Put(k, []byte(id)); err != nil {
 			return err
 		}
 		nv, err := encodeEvent(&ev)
 		if err != nil {
 			return err
 		}
-		return events.Put(k, nv)
+		return b.events.Put(k, nv)
 	}, func() {
 		if !ok {
 			return
@@ -860,9 +1014,8 @@ func (q *Queue) Discard(id string) error {
 	var ev Event
 	var found bool
 	err := q.s.write(0, func(tx *bolt.Tx) error {
-		events, bodies, due, order, expire, _ := q.buckets(tx)
-		k := []byte(id)
-		v := events.Get(k)
+		b := q.buckets(tx)
+		_, v := b.lookup([]byte(id))
 		if v == nil {
 			return nil
 		}
@@ -870,8 +1023,10 @@ func (q *Queue) Discard(id string) error {
 		if err := decodeEvent(v, &ev); err != nil {
 			return err
 		}
-		ev.ID = id // the key, as in Due
-		return q.remove(&ev, events, bodies, due, order, expire)
+		if err := b.remove(&ev); err != nil {
+			return err
+		}
+		return q.keepSeq(b)
 	}, func() {
 		if found {
 			q.forget(&ev)
@@ -886,17 +1041,18 @@ func (q *Queue) Discard(id string) error {
 	return nil
 }
 
-func (q *Queue) remove(ev *Event, events, bodies, due, order, expire *bolt.Bucket) error {
-	k := []byte(ev.ID)
+func (b qbuckets) remove(ev *Event) error {
+	k := seqKey(ev.Seq)
 	for _, del := range []func() error{
-		func() error { return events.Delete(k) },
-		func() error { return bodies.Delete(k) },
-		func() error { return order.Delete(seqKey(ev.Seq)) },
+		func() error { return b.ids.Delete([]byte(ev.ID)) },
+		func() error { return b.events.Delete(k) },
+		func() error { return b.bodies.Delete(k) },
+		func() error { return b.order.Delete(k) },
 		func() error {
 			if ev.State == Pending {
-				return due.Delete(timeKey(ev.DueAt, ev.Seq))
+				return b.due.Delete(timeKey(ev.DueAt, ev.Seq))
 			}
-			return expire.Delete(timeKey(ev.ExpiresAt, ev.Seq))
+			return b.expire.Delete(timeKey(ev.ExpiresAt, ev.Seq))
 		},
 	} {
 		if err := del(); err != nil {
@@ -904,6 +1060,15 @@ func (q *Queue) remove(ev *Event, events, bodies, due, order, expire *bolt.Bucke
 		}
 	}
 	return nil
+}
+
+// keepSeq records the last seq given, so that no seq is given twice
+// after the events that had the highest ones are gone.
+func (q *Queue) keepSeq(b qbuckets) error {
+	q.mu.Lock()
+	seq := q.seq
+	q.mu.Unlock()
+	return b.meta.Put(keySeq, seqKey(seq))
 }
 
 func (q *Queue) forget(ev *Event) {
@@ -925,34 +1090,41 @@ func (q *Queue) Purge(now time.Time) (int, error) {
 	var gone []Event
 	err := q.s.write(0, func(tx *bolt.Tx) error {
 		gone = gone[:0]
-		events, bodies, _, _, expire, _ := q.buckets(tx)
+		b := q.buckets(tx)
 		var keys [][]byte
-		c := expire.Cursor()
-		for k, id := c.First(); k != nil; k, id = c.Next() {
+		c := b.expire.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if time.Unix(0, int64(binary.BigEndian.Uint64(k))).After(now) || len(keys) >= 10000 {
 				break
 			}
 			keys = append(keys, bytes.Clone(k))
-			if v := events.Get(id); v != nil {
+			sk := k[8:]
+			if v := b.events.Get(sk); v != nil {
 				var ev Event
 				if err := decodeEvent(v, &ev); err != nil {
 					return err
 				}
 				gone = append(gone, ev)
-				if err := events.Delete(id); err != nil {
-					return err
-				}
-				if err := bodies.Delete(id); err != nil {
-					return err
+				for _, del := range []func() error{
+					func() error { return b.ids.Delete([]byte(ev.ID)) },
+					func() error { return b.events.Delete(sk) },
+					func() error { return b.bodies.Delete(sk) },
+				} {
+					if err := del(); err != nil {
+						return err
+					}
 				}
 			}
 		}
 		for _, k := range keys {
-			if err := expire.Delete(k); err != nil {
+			if err := b.expire.Delete(k); err != nil {
 				return err
 			}
 		}
-		return nil
+		if len(gone) == 0 {
+			return nil
+		}
+		return q.keepSeq(b)
 	}, func() {
 		for i := range gone {
 			q.forget(&gone[i])
@@ -964,12 +1136,11 @@ func (q *Queue) Purge(now time.Time) (int, error) {
 // SetPaused pauses or resumes delivery; it is kept in the file.
 func (q *Queue) SetPaused(p bool) error {
 	return q.s.write(0, func(tx *bolt.Tx) error {
-		_, _, _, _, _, meta := q.buckets(tx)
 		v := []byte{0}
 		if p {
 			v[0] = 1
 		}
-		return meta.Put(keyPaused, v)
+		return q.buckets(tx).meta.Put(keyPaused, v)
 	}, func() {
 		q.mu.Lock()
 		q.paused = p
@@ -981,8 +1152,8 @@ func (q *Queue) SetPaused(p bool) error {
 func (q *Queue) Get(id string, withBody bool) (*Event, error) {
 	var ev *Event
 	err := q.s.view(func(tx *bolt.Tx) error {
-		events, bodies, _, _, _, _ := q.buckets(tx)
-		v := events.Get([]byte(id))
+		b := q.buckets(tx)
+		k, v := b.lookup([]byte(id))
 		if v == nil {
 			return ErrUnknown
 		}
@@ -990,9 +1161,8 @@ func (q *Queue) Get(id string, withBody bool) (*Event, error) {
 		if err := decodeEvent(v, ev); err != nil {
 			return err
 		}
-		ev.ID = id // the key, as in Due
 		if withBody {
-			ev.Body = bytes.Clone(bodies.Get([]byte(id)))
+			ev.Body = bytes.Clone(b.bodies.Get(k))
 		}
 		return nil
 	})
@@ -1004,27 +1174,28 @@ func (q *Queue) Get(id string, withBody bool) (*Event, error) {
 func (q *Queue) List(state State, after uint64, limit int) ([]*Event, error) {
 	var out []*Event
 	err := q.s.view(func(tx *bolt.Tx) error {
-		events, _, _, _, _, _ := q.buckets(tx)
-		// events are keyed by id; order by seq after reading
-		return events.ForEach(func(k, v []byte) error {
+		if after == math.MaxUint64 {
+			return nil
+		}
+		// events are keyed by seq: in order of receipt
+		c := q.buckets(tx).events.Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
+			if limit > 0 && len(out) >= limit {
+				return nil
+			}
 			var ev Event
 			if err := decodeEvent(v, &ev); err != nil {
 				return err
 			}
-			ev.ID = string(k) // the key, as in Due
-			if ev.Seq <= after || (state != "" && ev.State != state && !(state == InFlight && ev.State == Pending)) {
-				return nil
+			if state != "" && ev.State != state && !(state == InFlight && ev.State == Pending) {
+				continue
 			}
 			out = append(out, &ev)
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	sortBySeq(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
 	}
 	return out, nil
 }
@@ -1034,23 +1205,19 @@ func (q *Queue) List(state State, after uint64, limit int) ([]*Event, error) {
 func (q *Queue) OldestPending() (time.Time, error) {
 	var t time.Time
 	err := q.s.view(func(tx *bolt.Tx) error {
-		events, _, _, order, _, _ := q.buckets(tx)
-		_, id := order.Cursor().First()
-		if id == nil {
+		b := q.buckets(tx)
+		k, _ := b.order.Cursor().First()
+		if k == nil {
 			return nil
 		}
 		var ev Event
-		if err := decodeEvent(events.Get(id), &ev); err != nil {
+		if err := decodeEvent(b.events.Get(k), &ev); err != nil {
 			return err
 		}
 		t = ev.ReceivedAt
 		return nil
 	})
 	return t, err
-}
-
-func sortBySeq(evs []*Event) {
-	slices.SortFunc(evs, func(a, b *Event) int { return cmp.Compare(a.Seq, b.Seq) })
 }
 
 // Backup writes a consistent copy of the whole file to w, from one read

@@ -1451,3 +1451,125 @@ func TestTextNotUTF8AndBadIDs(t *testing.T) {
 		t.Fatalf("counts %+v", c)
 	}
 }
+
+// TestMigrateFormat1: a file written in the first layout (events and
+// bodies keyed by id, records of JSON alone, no format key) is rewritten
+// when its queue is opened: every event keeps its state, body, seq and
+// due time, and the queue goes on from the highest seq.
+func TestMigrateFormat1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type v1 struct {
+		ev   Event
+		body []byte
+	}
+	old := []v1{
+		{Event{ID: "p1", Seq: 1, Provider: "vivreal", Method: "POST", URI: "/a", ReceivedAt: now, Size: 2, State: Pending, DueAt: now}, []byte("b1")},
+		{Event{ID: "d2", Seq: 2, Provider: "vivreal", Method: "POST", URI: "/b", ReceivedAt: now, Size: 2, State: Dead, Attempts: 3, DoneAt: now, ExpiresAt: now.Add(time.Hour)}, []byte("b2")},
+		{Event{ID: "ok3", Seq: 3, Provider: "vivreal", Method: "POST", URI: "/c", ReceivedAt: now, Size: 2, State: Delivered, Attempts: 1, DoneAt: now, ExpiresAt: now.Add(time.Hour)}, nil},
+		{Event{ID: "p4", Seq: 4, Provider: "vivreal", Method: "POST", URI: "/d", ReceivedAt: now, Size: 2, State: Pending, Attempts: 1, DueAt: now.Add(time.Minute)}, []byte("b4")},
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		root, err := tx.CreateBucket([]byte("queues"))
+		if err != nil {
+			return err
+		}
+		b, err := root.CreateBucket([]byte("q1"))
+		if err != nil {
+			return err
+		}
+		bk := map[string]*bolt.Bucket{}
+		for _, n := range []string{"events", "bodies", "due", "order", "expire", "meta"} {
+			if bk[n], err = b.CreateBucket([]byte(n)); err != nil {
+				return err
+			}
+		}
+		for _, o := range old {
+			js, err := encodeJSON(&o.ev) // format 1: the JSON alone
+			if err != nil {
+				return err
+			}
+			id := []byte(o.ev.ID)
+			if err := bk["events"].Put(id, js); err != nil {
+				return err
+			}
+			if o.body != nil {
+				if err := bk["bodies"].Put(id, o.body); err != nil {
+					return err
+				}
+			}
+			switch o.ev.State {
+			case Pending:
+				if err := bk["due"].Put(timeKey(o.ev.DueAt, o.ev.Seq), id); err != nil {
+					return err
+				}
+				if err := bk["order"].Put(seqKey(o.ev.Seq), id); err != nil {
+					return err
+				}
+			default:
+				if err := bk["expire"].Put(timeKey(o.ev.ExpiresAt, o.ev.Seq), id); err != nil {
+					return err
+				}
+			}
+		}
+		return bk["meta"].Put(keySeq, seqKey(4))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for round := range 2 { // migrated, then opened again as format 2
+		s, err := Open(path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := s.Queue("q1")
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if c := q.Counts(); c != (Counts{Pending: 2, PendingBytes: 4, Delivered: 1, Dead: 1}) {
+			t.Fatalf("round %d: counts %+v", round, c)
+		}
+		for _, o := range old {
+			ev, err := q.Get(o.ev.ID, true)
+			if err != nil {
+				t.Fatalf("round %d: Get(%s): %v", round, o.ev.ID, err)
+			}
+			if ev.State != o.ev.State || ev.Seq != o.ev.Seq || !bytes.Equal(ev.Body, o.body) || ev.URI != o.ev.URI {
+				t.Fatalf("round %d: %s = %+v body %q", round, o.ev.ID, ev, ev.Body)
+			}
+		}
+		evs, _, err := q.Due(now.Add(2*time.Minute), 10, false, none)
+		if err != nil || len(evs) != 2 || evs[0].ID != "p1" || evs[1].ID != "p4" || string(evs[1].Body) != "b4" {
+			t.Fatalf("round %d: Due: %v, %v", round, idsOf(evs), err)
+		}
+		if round == 0 {
+			if _, err := q.Replay("d2", now); err != nil {
+				t.Fatalf("Replay of the migrated dead event: %v", err)
+			}
+			if err := q.Complete("d2", Outcome{Dead: true, At: now, TTL: time.Hour}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ev := &Event{ID: fmt.Sprintf("new%d", round), ReceivedAt: now, Body: []byte("n")}
+		if _, err := q.Enqueue(ev, Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Seq != uint64(5+round) {
+			t.Fatalf("round %d: the new event's seq is %d, want %d", round, ev.Seq, 5+round)
+		}
+		if err := q.Discard(ev.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
