@@ -59,8 +59,11 @@ type QueueStats struct {
 	PendingBytes     int64   `json:"pending_bytes"`
 	OldestPendingAge float64 `json:"oldest_pending_age_seconds"`
 	Paused           bool    `json:"paused"`
-	Ordered          bool    `json:"ordered"`
-	Path             string  `json:"path"`
+	// BackendUnavailable: the last attempts found the backend down;
+	// one attempt at a time is made until one is delivered.
+	BackendUnavailable bool   `json:"backend_unavailable"`
+	Ordered            bool   `json:"ordered"`
+	Path               string `json:"path"`
 }
 
 func (rt *queueRuntime) stats() QueueStats {
@@ -70,9 +73,10 @@ func (rt *queueRuntime) stats() QueueStats {
 	// counted), and leaves just after: never more in flight than pending
 	inflight := min(int64(len(rt.inflight)+len(rt.completing)), c.Pending)
 	ordered := rt.target != nil && rt.target.cfg.Ordered
+	down := rt.failStreak >= breakerAfter
 	rt.mu.Unlock()
 	st := QueueStats{Name: rt.name, Pending: c.Pending, InFlight: inflight, Delivered: c.Delivered, Dead: c.Dead,
-		PendingBytes: c.PendingBytes, Paused: rt.q.Paused(), Ordered: ordered, Path: rt.path}
+		PendingBytes: c.PendingBytes, Paused: rt.q.Paused(), BackendUnavailable: down, Ordered: ordered, Path: rt.path}
 	if oldest, err := rt.q.OldestPending(); err == nil && !oldest.IsZero() {
 		st.OldestPendingAge = max(rt.now().Sub(oldest).Seconds(), 0)
 	}

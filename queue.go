@@ -496,6 +496,11 @@ type queueRuntime struct {
 	// attempts start while the outcomes share one group commit), but
 	// they are still skipped by Due and guarded like in-flight events.
 	completing map[string]struct{}
+	// failStreak counts the attempts in a row the backend was unavailable
+	// (no answer, 502, 503, 504). From breakerAfter on, one attempt at a
+	// time is made, no sooner than probeAt, until one is delivered.
+	failStreak int
+	probeAt    time.Time
 	wake       chan struct{}
 	stop       chan struct{}
 	done       chan struct{}
@@ -524,6 +529,7 @@ func (rt *queueRuntime) attach(t *deliveryTarget) {
 	rt.mu.Lock()
 	rt.target = t
 	rt.targets = append(rt.targets, t)
+	rt.failStreak = 0 // the new config may deliver elsewhere
 	start := !rt.started
 	rt.started = true
 	rt.mu.Unlock()
@@ -662,6 +668,19 @@ func (rt *queueRuntime) dispatch() time.Time {
 		c = 1
 	}
 	free := min(c-len(rt.inflight), 2*c-len(rt.inflight)-len(rt.completing))
+	probing := rt.failStreak >= breakerAfter
+	if probing {
+		// the backend is down: one attempt (a probe) at a time, paced,
+		// so that an outage costs neither the CPU that ingest needs nor
+		// every event's attempts
+		if len(rt.inflight)+len(rt.completing) > 0 {
+			return time.Time{} // woken when the probe ends
+		}
+		if now := rt.now(); now.Before(rt.probeAt) {
+			return rt.probeAt
+		}
+		free = min(free, 1)
+	}
 	if free <= 0 {
 		return time.Time{} // woken when an attempt ends
 	}
@@ -674,6 +693,9 @@ func (rt *queueRuntime) dispatch() time.Time {
 		t.logger.Error("reading due events failed", zap.String("queue", rt.name), zap.Error(err))
 		rt.storeBackoff = now.Add(queueStoreBackoff)
 		return rt.storeBackoff
+	}
+	if probing && len(evs) > 0 {
+		rt.probeAt = now.Add(probeEvery(t.cfg))
 	}
 	for _, ev := range evs {
 		ctx, cancel := context.WithCancel(t.ctx)
@@ -727,6 +749,7 @@ func (rt *queueRuntime) attempt(ctx context.Context, cancel context.CancelFunc, 
 		o.Dead, o.RetryAt = rt.schedule(t.cfg, ev, ev.Attempts+1, now, retryAfter)
 	}
 	queueMetrics.attempts.WithLabelValues(rt.name, result).Inc()
+	rt.trackBackend(t, o.Delivered, status, derr != nil || timedOut, now)
 	// the slot is free for the next attempt while this outcome waits
 	// for its commit; Due still skips the event until it is recorded
 	rt.mu.Lock()
@@ -751,6 +774,55 @@ func (rt *queueRuntime) attempt(ctx context.Context, cancel context.CancelFunc, 
 			zap.String("event", ev.EventType), zap.Int("attempts", ev.Attempts+1),
 			zap.Int("last_status", status), zap.String("last_error", o.Error),
 			zap.Time("received_at", ev.ReceivedAt))
+	}
+}
+
+// The breaker: after breakerAfter attempts in a row found the backend
+// unavailable, attempts are made one at a time, each at least probeEvery
+// after the previous one started, until one is delivered. The events not
+// attempted meanwhile stay pending and keep their own schedule (their
+// attempts are not used up by the outage); max_age still applies.
+const breakerAfter = 8
+
+// probeEvery is the pace of the probes: the first retry gap, at most 1 s.
+func probeEvery(cfg *Queue) time.Duration {
+	return min(time.Duration(cfg.Retry[0]), time.Second)
+}
+
+// unavailable reports whether an attempt found the backend down rather
+// than answering: no answer at all, or a gateway's 502, 503 or 504.
+func unavailable(status int, failed bool) bool {
+	switch status {
+	case 0:
+		return failed
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// trackBackend updates the breaker after an attempt.
+func (rt *queueRuntime) trackBackend(t *deliveryTarget, delivered bool, status int, failed bool, now time.Time) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	switch {
+	case !delivered && unavailable(status, failed):
+		rt.failStreak++
+		if rt.failStreak == breakerAfter {
+			t.logger.Warn("queue backend unavailable: one attempt at a time until it answers",
+				zap.String("queue", rt.name), zap.Int("failed_in_a_row", rt.failStreak),
+				zap.Duration("probe_every", probeEvery(t.cfg)))
+		}
+		if rt.failStreak >= breakerAfter {
+			rt.probeAt = now.Add(probeEvery(t.cfg))
+		}
+	default:
+		// the backend answered (delivered, or refused the event itself)
+		if rt.failStreak >= breakerAfter {
+			t.logger.Info("queue backend answering again; delivering at full concurrency",
+				zap.String("queue", rt.name))
+		}
+		rt.failStreak = 0
 	}
 }
 

@@ -1364,3 +1364,70 @@ func TestIntegrationQueueCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationQueueBreaker: a backend that keeps answering 503 opens
+// the breaker after breakerAfter attempts in a row. From then on one
+// attempt at a time is made, each at least the probe interval (the first
+// retry gap, here 200ms) after the one before, so a backlog does not
+// hammer a dead backend; the stats say so. The first delivered attempt
+// closes it, and the whole backlog is delivered, each event once.
+func TestIntegrationQueueBreaker(t *testing.T) {
+	const gap = 200 * time.Millisecond
+	var up atomic.Bool
+	var running, maxRunning atomic.Int32
+	var probing atomic.Bool
+	be := qiNewBackend(t, func(_ *http.Request, _ string, _ int) (int, http.Header) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		if probing.Load() && n > maxRunning.Load() {
+			maxRunning.Store(n)
+		}
+		if up.Load() {
+			return http.StatusOK, nil
+		}
+		return http.StatusServiceUnavailable, nil
+	})
+	itStart(t, qiSite(qiHandle("/hook", "", qiQueue("breaker", filepath.Join(t.TempDir(), "q.db"), be,
+		"retry 200ms", "max_attempts 100000", "concurrency 4"))))
+	c := itNewClient(t)
+	const n = 40
+	for i := range n {
+		qiMustQueue(t, c, "/hook", itVivrealEvent(fmt.Sprintf("evt_br_%02d", i), "collection.object.created", 500))
+	}
+	qiWait(t, "the breaker to open", func() bool { return qiStatsOf(t, "breaker")["backend_unavailable"] == true })
+	probing.Store(true)
+
+	// ten more attempts: one at a time, each at least the gap after the
+	// one before (a lower bound: a busy machine only makes them later)
+	start := len(be.all())
+	qiWait(t, "ten probes", func() bool { return len(be.all()) >= start+11 })
+	hits := be.all()[start : start+11]
+	for i := 1; i < len(hits); i++ {
+		if d := hits[i].at.Sub(hits[i-1].at); d < gap*9/10 {
+			t.Errorf("probe %d started %v after the one before, under the %v pace", i, d, gap)
+		}
+	}
+	if m := maxRunning.Load(); m > 1 {
+		t.Errorf("%d attempts ran at once while the backend was down, want 1", m)
+	}
+
+	up.Store(true)
+	qiWait(t, "the backlog delivered", func() bool {
+		s := qiStatsOf(t, "breaker")
+		return s["pending"] == float64(0) && s["delivered"] == float64(n)
+	})
+	if s := qiStatsOf(t, "breaker"); s["backend_unavailable"] != false {
+		t.Errorf("stats after recovery: %v", s)
+	}
+	delivered := map[string]int{}
+	for _, h := range be.all() {
+		if h.status == http.StatusOK {
+			delivered[h.id]++
+		}
+	}
+	for i := range n {
+		if id := fmt.Sprintf("evt_br_%02d", i); delivered[id] != 1 {
+			t.Errorf("%s delivered %d times, want once", id, delivered[id])
+		}
+	}
+}
