@@ -34,8 +34,8 @@ func TestParseUnixSecondsAndMillis(t *testing.T) {
 		{"1e9", 0, 0, false},
 		{"0x5b4", 0, 0, false},
 		{"1531420618\x00", 0, 0, false},
-		{"１５３", 0, 0, false}, // full-width digits
-		{"1000000000000000000", 0, 0, false},                     // 19 digits
+		{"１５３", 0, 0, false},                                    // full-width digits
+		{"1000000000000000000", 0, 0, false},                    // 19 digits
 		{"99999999999999999999999999999999999999", 0, 0, false}, // overflow
 		{"2018-07-12T18:36:58Z", 0, 0, false},
 	} {
