@@ -4,6 +4,7 @@
 package webhookverify
 
 import (
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -199,20 +200,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(h.Secrets) == 0 {
 		return fmt.Errorf("%s: no secret: add one, e.g. \"secrets\": [\"{env.%s_SECRET}\"]", h.name, strings.ToUpper(h.name))
 	}
-	keys := make([][]byte, len(h.Secrets))
-	for i, s := range h.Secrets {
-		v, err := resolve(repl, s, fmt.Sprintf("secret %d", i+1))
-		if err != nil {
-			return fmt.Errorf("%s: %v", h.name, err)
-		}
-		keys[i] = []byte(v)
-		if kd, ok := p.(providers.KeyDecoder); ok {
-			if keys[i], err = kd.Key(v); err != nil {
-				return fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
-			}
-		}
+	if h.keys, err = h.provisionKeys(repl); err != nil {
+		return err
 	}
-	h.keys = newKeyring(keys)
 
 	for i, a := range h.BasicAuth {
 		what := fmt.Sprintf("basic_auth %d", i+1)
@@ -249,6 +239,46 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.eagerFields = true
 	}
 	return nil
+}
+
+// provisionKeys resolves the secrets and decodes them once: as public
+// keys when the provider says its keys are public (PublicKeyDecoder), else
+// as HMAC keys (through KeyDecoder when the provider has one).
+func (h *Handler) provisionKeys(repl *caddy.Replacer) (*keyring, error) {
+	pd, public := h.provider.(providers.PublicKeyDecoder)
+	public = public && pd.PublicKeys()
+	var keys [][]byte
+	var pubs []crypto.PublicKey
+	for i, s := range h.Secrets {
+		v, err := resolve(repl, s, fmt.Sprintf("secret %d", i+1))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", h.name, err)
+		}
+		switch kd, ok := h.provider.(providers.KeyDecoder); {
+		case public:
+			pub, err := pd.PublicKey(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
+			}
+			pubs = append(pubs, pub)
+		case ok:
+			key, err := kd.Key(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
+			}
+			keys = append(keys, key)
+		default:
+			keys = append(keys, []byte(v))
+		}
+	}
+	if !public {
+		return newKeyring(keys), nil
+	}
+	k, err := newPublicKeyring(pubs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", h.name, err)
+	}
+	return k, nil
 }
 
 // Cleanup releases the dedupe store (kept while another config uses it).
