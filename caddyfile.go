@@ -171,6 +171,11 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue", sub)
 		}
 	}
+	if c, ok := prov.(providers.CaddyfileChecker); ok {
+		if err := c.CheckCaddyfile(d); err != nil {
+			return err
+		}
+	}
 	if len(h.Secrets) == 0 {
 		return d.Errf("webhook_verify %s needs a secret: webhook_verify %s {env.%s_SECRET}", name, name, strings.ToUpper(name))
 	}
