@@ -76,7 +76,7 @@ func TestREADMESendersCaddyfilesAdapt(t *testing.T) {
 			t.Errorf("the README's %s Caddyfile has %d lines; keep it short", name, lines)
 		}
 	}
-	for _, name := range []string{"github", "standard", "stripe", "slack", "shopify"} {
+	for _, name := range []string{"vivreal", "vev", "github", "standard", "stripe", "slack", "shopify"} {
 		if !seen[name] {
 			t.Errorf("the README's Senders section has no Caddyfile for %s", name)
 		}
