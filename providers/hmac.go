@@ -260,7 +260,7 @@ func (p *HMAC) compile() (*hmacCompiled, error) {
 		return nil, optionError("header_fallback", err)
 	}
 	if len(p.Signatures) == 0 {
-		return nil, optionError("", errors.New(`no signature: say where the signature is, e.g. signature X-Hub-Signature-256 "sha256={sig}" hex (JSON "signatures": [{"header": "X-Hub-Signature-256", "pattern": "sha256={sig}"}])`))
+		return nil, optionError("", errors.New(`no signature: say where the signature is, e.g. "signatures": [{"header": "X-Hub-Signature-256", "pattern": "sha256={sig}"}]`))
 	}
 	tsKeys := 0
 	for i, s := range p.Signatures {

@@ -299,6 +299,9 @@ func (p *HMAC) CheckCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	d.Reset()
 	d.Next()
+	if len(p.Signatures) == 0 {
+		return d.Err(`webhook_verify hmac: no signature: say where the signature is, e.g. signature X-Hub-Signature-256 "sha256={sig}" hex`)
+	}
 	return d.Errf("webhook_verify hmac: %v", err)
 }
 
