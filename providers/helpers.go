@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"strings"
 )
 
 // Helpers that keep a sender which MACs the body alone one short file:
@@ -15,13 +16,16 @@ import (
 
 // DecodeBase64 decodes s, standard base64 with its padding (RFC 4648 §4,
 // what Shopify, Standard Webhooks and most base64 senders send), into
-// exactly size bytes. Errors wrap ErrMalformedSignature.
+// exactly size bytes; no line breaks. Errors wrap ErrMalformedSignature.
 func DecodeBase64(s string, size int) ([]byte, error) {
 	if len(s) != base64.StdEncoding.EncodedLen(size) {
 		return nil, fmt.Errorf("%w: %d base64 characters, want %d", ErrMalformedSignature, len(s), base64.StdEncoding.EncodedLen(size))
 	}
 	// room for what s may decode to, which is more than size when s has
 	// less padding than size needs
+	if strings.ContainsAny(s, "\r\n") { // which the decoder would skip
+		return nil, fmt.Errorf("%w: not base64 of %d bytes", ErrMalformedSignature, size)
+	}
 	b := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
 	n, err := base64.StdEncoding.Strict().Decode(b, []byte(s))
 	if err != nil || n != size {
