@@ -32,8 +32,10 @@ const (
 	retryAfter503                 = "5"     // seconds, when memory or the store is short
 )
 
-// Handler verifies a webhook sender's HMAC signature, and optionally the
-// endpoint's Basic or Bearer credentials, before the next handler runs.
+// Handler verifies a webhook sender's signature (an HMAC under a shared
+// secret, or Ed25519 or ECDSA P-256 under the sender's public key), and
+// optionally the endpoint's Basic or Bearer credentials, before the next
+// handler runs.
 //
 // EXPERIMENTAL: the JSON form may still change before a 1.0 release.
 //
@@ -51,7 +53,8 @@ const (
 //   - 503 (with Retry-After) when max_inflight_bytes is reached;
 //   - 408 when the body does not arrive within body_timeout;
 //   - 400 when the body cannot be read (the client's connection failed);
-//   - 500 when the provider names a hash this binary lacks (a bug);
+//   - 500 when the provider names a hash this binary lacks, or a
+//     signature scheme that does not fit the configured keys (a bug);
 //   - with dedupe: 200 {"received":true,"duplicate":true} for an event
 //     already delivered (written by the handler itself), 409 (with
 //     Retry-After) for one in flight, 400 for an event without an id
@@ -74,9 +77,11 @@ type Handler struct {
 	// namespace chosen with the inline key "name": {"name": "vivreal"}.
 	ProviderRaw json.RawMessage `json:"provider,omitempty" caddy:"namespace=http.webhook_verify.providers inline_key=name"`
 
-	// The secrets the sender signs with. Any one verifies a request, so a
-	// secret is rotated by adding the new one, switching the sender, then
-	// removing the old one. Placeholders such as {env.VIVREAL_SECRET} or
+	// The secrets the sender signs with, or, for a sender that signs with
+	// a key pair (discord, sendgrid), its public keys, decoded once at
+	// provision time. Any one verifies a request, so a secret is rotated
+	// by adding the new one, switching the sender, then removing the old
+	// one. Placeholders such as {env.VIVREAL_SECRET} or
 	// {file./run/secrets/vivreal} are resolved once, at provision time; a
 	// secret that resolves empty is an error, never an empty key.
 	Secrets []string `json:"secrets,omitempty"`
