@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -330,6 +331,37 @@ func TestSendersStandardSecretsAtProvision(t *testing.T) {
 		_, err := svHandler(t, json.RawMessage(`{"name":"`+name+`","tolerance":"-1m"}`), []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
 		if err == nil || !strings.Contains(err.Error(), "negative") {
 			t.Errorf("%s with tolerance -1m: %v, want a provision error", name, err)
+		}
+	}
+}
+
+// The committed vectors of the presets are exactly what their generators
+// (Node's crypto, and openssl for Shopify) write: run them into a
+// temporary directory and compare. Skipped where node is not installed.
+func TestSendersVectorsRegenerate(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed: the generators cannot be rerun")
+	}
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl is not installed: gen/shopify.js checks its signature with it")
+	}
+	out := t.TempDir()
+	for _, s := range []string{"github", "standard", "stripe", "slack", "shopify"} {
+		cmd := exec.Command("node", filepath.Join(svDir, "gen", s+".js"))
+		cmd.Env = append(os.Environ(), "VECTORS_OUT="+out)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("gen/%s.js: %v\n%s", s, err, msg)
+		}
+		got, err := os.ReadFile(filepath.Join(out, s+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(svDir, s+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s.json is not what gen/%s.js writes: rerun testdata/vectors/senders/gen/all.sh", s, s)
 		}
 	}
 }

@@ -27,9 +27,11 @@ function assertEqual(got, want, what) {
   }
 }
 
-// write stores the vector file of sender next to this directory.
+// write stores the vector file of sender next to this directory, or in
+// $VECTORS_OUT when set (the Go test that checks the committed files are
+// this script's output uses it).
 function write(sender, doc) {
-  const file = path.join(__dirname, '..', `${sender}.json`);
+  const file = path.join(process.env.VECTORS_OUT || path.join(__dirname, '..'), `${sender}.json`);
   fs.writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
   console.log(`wrote ${file}: ${doc.cases.length} cases`);
 }
