@@ -116,7 +116,7 @@ func (c *hmacCompiled) candidates(h http.Header) ([][]byte, string, error) {
 			}
 			sig, err := c.decode(enc, s.b64)
 			if err != nil {
-				return nil, "", fmt.Errorf("%w: %s: %v", ErrMalformedSignature, name, err)
+				return nil, "", fmt.Errorf("%w in %s", err, name)
 			}
 			sigs = append(sigs, sig)
 		}
@@ -211,11 +211,12 @@ func matchPattern(v, prefix, suffix string) (string, bool) {
 const maxDERSignature = 72
 
 // decode decodes one encoded signature: hex (either case) or standard
-// base64 with its padding, strict, of the algorithm's size.
+// base64 with its padding, strict, of the algorithm's size (any size up
+// to 72 bytes of ASN.1 DER for ECDSA).
 func (c *hmacCompiled) decode(s string, b64 bool) ([]byte, error) {
 	if c.alg.size != 0 {
 		if b64 {
-			return decodeStrictBase64(s, c.alg.size)
+			return DecodeBase64(s, c.alg.size)
 		}
 		return DecodeHex(s, c.alg.size)
 	}
@@ -241,21 +242,6 @@ func (c *hmacCompiled) decode(s string, b64 bool) ([]byte, error) {
 	var rs struct{ R, S *big.Int }
 	if rest, err := asn1.Unmarshal(b, &rs); err != nil || len(rest) != 0 {
 		return nil, fmt.Errorf("%w: not an ASN.1 DER ECDSA signature", ErrMalformedSignature)
-	}
-	return b, nil
-}
-
-// decodeStrictBase64 decodes s, standard base64 with its padding and zero
-// padding bits, into exactly size bytes. Errors wrap
-// ErrMalformedSignature.
-func decodeStrictBase64(s string, size int) ([]byte, error) {
-	if len(s) != base64.StdEncoding.EncodedLen(size) {
-		return nil, fmt.Errorf("%w: %d base64 characters, want %d", ErrMalformedSignature, len(s), base64.StdEncoding.EncodedLen(size))
-	}
-	b := make([]byte, size)
-	n, err := base64.StdEncoding.Strict().Decode(b, []byte(s))
-	if err != nil || n != size {
-		return nil, fmt.Errorf("%w: not base64", ErrMalformedSignature)
 	}
 	return b, nil
 }
