@@ -87,7 +87,7 @@ func FuzzHMACParse(f *testing.F) {
 	b64 := "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="
 	hex := strings.Repeat("ab", 32)
 	for _, s := range []struct {
-		which          uint8
+		which         uint8
 		s, s2, id, ts string
 	}{
 		{0, "v1," + b64, "", "msg_1", "1700000000"},
