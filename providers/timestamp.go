@@ -99,8 +99,10 @@ func CheckTolerance(ts, now time.Time, tol time.Duration) error {
 // means DefaultTolerance.
 type Tolerance struct {
 	// How far the signed timestamp may be from the gateway's clock, in
-	// either direction. Default 5m; 0 turns the check off (for replaying
-	// captured deliveries, say; the signature is still checked).
+	// either direction; a request outside it is refused with 401 as a
+	// malformed signature. 0 turns the check off (to replay a captured
+	// delivery, say; the signature is still checked), which also lets a
+	// captured request be replayed by anyone. Default: 5m.
 	Max *caddy.Duration `json:"tolerance,omitempty"`
 }
 
