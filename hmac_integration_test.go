@@ -10,14 +10,20 @@ package webhookverify_test
 import (
 	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
 const (
@@ -258,4 +264,54 @@ http://localhost:9080 {
 			})
 		}
 	})
+}
+
+// sha1 works (Intercom, Webex, Vercel still sign with it) and Caddy logs a
+// warning when the config is loaded.
+func TestIntegrationHMACSHA1Warning(t *testing.T) {
+	itRequireCaddyPorts(t)
+	up := itNewRecorder(t, "up")
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	global := strings.Replace(itGlobal, "grace_period 1ns\n", "grace_period 1ns\n\tlog {\n\t\toutput file "+logFile+"\n\t}\n", 1)
+	tc := caddytest.NewTester(t)
+	tc.InitServer(global+fmt.Sprintf(`
+http://localhost:9080 {
+	handle /intercom {
+		webhook_verify hmac intercom-client-secret {
+			algorithm sha1
+			signature X-Hub-Signature "sha1={sig}" hex
+		}
+		reverse_proxy %s
+	}
+}
+`, up.addr()), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	raw, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warned bool
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, "sha1 is weak") {
+			warned = true
+		}
+		if strings.Contains(line, "intercom-client-secret") {
+			t.Errorf("the log carries the secret: %s", line)
+		}
+	}
+	if !warned {
+		t.Errorf("no sha1 warning in Caddy's log:\n%s", raw)
+	}
+
+	body := []byte(`{"type":"notification_event","topic":"conversation.user.created"}`)
+	m := hmac.New(sha1.New, []byte("intercom-client-secret"))
+	m.Write(body)
+	c := itNewClient(t)
+	res := itDo(t, c, itReq{path: "/intercom", body: body, header: itHdr("X-Hub-Signature", "sha1="+hex.EncodeToString(m.Sum(nil)))})
+	itStatus(t, "sha1-signed delivery", res, http.StatusOK)
+	itAssertForwarded(t, up, "/intercom", body)
+	res = itDo(t, c, itReq{path: "/intercom", body: body, header: itHdr("X-Hub-Signature", "sha1="+strings.Repeat("0", 40))})
+	itStatus(t, "wrong sha1 signature", res, http.StatusUnauthorized)
 }
