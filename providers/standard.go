@@ -52,22 +52,22 @@ func (Standard) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// The headers of Standard Webhooks and of Svix, in the order id, timestamp,
-// signature.
+// The headers of Standard Webhooks (webhook-id, ...) and of Svix
+// (svix-id, ...), canonical, in the order id, timestamp, signature.
 var (
-	StandardHeaders = [3]string{"webhook-id", "webhook-timestamp", "webhook-signature"}
-	SvixHeaders     = [3]string{"svix-id", "svix-timestamp", "svix-signature"}
+	StandardHeaders = [3]string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+	SvixHeaders     = [3]string{"Svix-Id", "Svix-Timestamp", "Svix-Signature"}
 )
 
 // standardHeaders picks the header set a request uses.
 func standardHeaders(h http.Header) *[3]string {
 	for _, name := range StandardHeaders {
-		if len(h.Values(name)) > 0 {
+		if len(h[name]) > 0 {
 			return &StandardHeaders
 		}
 	}
 	for _, name := range SvixHeaders {
-		if len(h.Values(name)) > 0 {
+		if len(h[name]) > 0 {
 			return &SvixHeaders
 		}
 	}
@@ -120,7 +120,9 @@ func (p Standard) Parse(r *http.Request, now time.Time) (Signed, error) {
 		return Signed{}, err
 	}
 	var sigs [][]byte
-	for _, item := range strings.Split(list, " ") {
+	for rest, more := list, true; more; {
+		var item string
+		item, rest, more = strings.Cut(rest, " ")
 		version, sig, ok := strings.Cut(item, ",")
 		if !ok || version != "v1" {
 			continue
