@@ -350,3 +350,74 @@ func pkPublicKeyOf(t *testing.T, p providers.PublicKeyDecoder, key string) crypt
 	}
 	return k
 }
+
+// The key parsers never panic, and either give a key of their kind or an
+// error that wraps theirs.
+func FuzzPublicKeyParsers(f *testing.F) {
+	raw, _ := hex.DecodeString(rfc8032Test1Public)
+	der, _ := base64.StdEncoding.DecodeString(sendgridLibPublic)
+	for _, s := range []string{
+		rfc8032Test1Public, base64.StdEncoding.EncodeToString(raw), sendgridLibPublic, "",
+		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+		"-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----", "MFkw", "====",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if k, err := providers.ParseEd25519PublicKey(s); err == nil {
+			if len(k) != ed25519.PublicKeySize {
+				t.Fatalf("%q: a %d-byte Ed25519 key", s, len(k))
+			}
+		} else if !errors.Is(err, providers.ErrNotEd25519Key) {
+			t.Fatalf("%q: %v", s, err)
+		}
+		if k, err := providers.ParseECDSAP256PublicKey(s); err == nil {
+			if k.Curve != elliptic.P256() {
+				t.Fatalf("%q: a key on %s", s, k.Curve.Params().Name)
+			}
+		} else if !errors.Is(err, providers.ErrNotECDSAP256Key) {
+			t.Fatalf("%q: %v", s, err)
+		}
+	})
+}
+
+// Discord's and SendGrid's Parse never panic on any pair of header
+// values: they succeed with their scheme, the timestamp's text as the
+// prefix and one signature of a plausible size, or fail with exactly one
+// of the two sentinels.
+func FuzzPublicKeySendersParse(f *testing.F) {
+	f.Add(discordSig, discordTS)
+	f.Add(sendgridSig, sendgridTS)
+	f.Add("", "")
+	f.Add("MAYCAQECAQE=", "1700000000") // SEQUENCE { 1, 1 }
+	f.Fuzz(func(t *testing.T, sig, ts string) {
+		for _, tc := range []struct {
+			p              providers.Provider
+			sigH, tsH      string
+			scheme         providers.Scheme
+			minSig, maxSig int
+			now            int64
+		}{
+			{&providers.Discord{}, "X-Signature-Ed25519", "X-Signature-Timestamp", providers.SchemeEd25519, 64, 64, 1_700_000_000},
+			{&providers.SendGrid{}, "X-Twilio-Email-Event-Webhook-Signature", "X-Twilio-Email-Event-Webhook-Timestamp", providers.SchemeECDSAP256SHA256, 6, 72, 1588788367},
+		} {
+			r, _ := http.NewRequest(http.MethodPost, "/", nil)
+			r.Header[tc.sigH] = []string{sig}
+			r.Header[tc.tsH] = []string{ts}
+			s, err := tc.p.Parse(r, time.Unix(tc.now, 0))
+			if err != nil {
+				missing := errors.Is(err, providers.ErrMissingSignature)
+				if missing == errors.Is(err, providers.ErrMalformedSignature) {
+					t.Fatalf("%T(%q, %q): %v, want exactly one sentinel", tc.p, sig, ts, err)
+				}
+				continue
+			}
+			if s.Scheme != tc.scheme || string(s.Prefix) != strings.TrimSpace(ts) || s.Suffix != nil || len(s.Signatures) != 1 {
+				t.Fatalf("%T(%q, %q) = %+v", tc.p, sig, ts, s)
+			}
+			if n := len(s.Signatures[0]); n < tc.minSig || n > tc.maxSig {
+				t.Fatalf("%T(%q, %q): a %d-byte signature", tc.p, sig, ts, n)
+			}
+		}
+	})
+}
