@@ -64,6 +64,7 @@ func TestHMACCaddyfileErrors(t *testing.T) {
 		{"timestamp bad tolerance", []string{head, sig, "\ttimestamp header X-Ts unix soon", "}"}, "the tolerance 'soon' is not a duration", 3},
 		{"tolerance twice", []string{head, sig, "\ttimestamp header X-Ts unix 5m", "\ttolerance 1m", "}"}, "tolerance already specified", 4},
 		{"tolerance without timestamp", []string{head, sig, "\ttolerance 1m", "}"}, "tolerance applies to a signed timestamp, and there is none", 3},
+		{"timestamp not signed", []string{head, sig, "\ttimestamp header X-Ts unix", "\tid header X-Id", "}"}, "the timestamp is checked but not signed, so anyone could replay a delivery with a fresh one: put {ts} or {header.X-Ts} in signed", 3},
 		{"id unknown source", []string{head, sig, "\tid query id", "}"}, "unknown id source 'query': use id header <Name>, or id body <field>", 3},
 		{"event without name", []string{head, sig, "\tevent body", "}"}, "event takes a source and a name", 3},
 		{"fallback alone", []string{head, sig, "\theader_fallback webhook-id", "}"}, "header_fallback webhook-id needs the other name(s)", 3},

@@ -298,6 +298,13 @@ func (p *HMAC) compile() (*hmacCompiled, error) {
 	if opt, err := c.compileTimestamp(p.Timestamp, tsKeys == 1, usesTS); err != nil {
 		return nil, optionError(opt, err)
 	}
+	if c.tsFrom != "" && !c.signsTimestamp(parts) {
+		hint := "{ts}"
+		if c.tsFrom == "header" {
+			hint = "{ts} or {header." + p.Timestamp.Header + "}"
+		}
+		return nil, optionError("timestamp", fmt.Errorf("the timestamp is checked but not signed, so anyone could replay a delivery with a fresh one: put %s in signed where the sender signs it, or remove timestamp", hint))
+	}
 	if p.Max != nil {
 		if p.Timestamp == nil {
 			return nil, optionError("tolerance", errors.New("tolerance applies to a signed timestamp, and there is none: add a timestamp line, or remove tolerance"))
@@ -612,6 +619,17 @@ func (c *hmacCompiled) timestampSource(ts *HMACTimestamp, haveTSKey bool) error 
 		return fmt.Errorf("unknown timestamp format '%s': use unix (seconds), unix_ms or rfc3339", ts.Format)
 	}
 	return nil
+}
+
+// signsTimestamp reports whether the template signs the timestamp: {ts},
+// or the timestamp's header.
+func (c *hmacCompiled) signsTimestamp(parts []tmplPart) bool {
+	for _, pt := range parts {
+		if pt.kind == partTS || (pt.kind == partHeader && c.tsFrom == "header" && pt.text == c.tsHeader) {
+			return true
+		}
+	}
+	return false
 }
 
 // validHeaderName reports whether s is an HTTP field name (RFC 9110 token).
