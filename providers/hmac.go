@@ -138,7 +138,8 @@ type HMACSignature struct {
 	TS string `json:"ts,omitempty"`
 
 	// How the signature is encoded: "hex" (either case) or "base64"
-	// (standard alphabet, padded or not). Default: hex.
+	// (the standard alphabet with its padding; for ecdsa-p256 ASN.1 DER
+	// of any length). Default: hex.
 	Encoding string `json:"encoding,omitempty"`
 }
 
