@@ -1,6 +1,7 @@
 package webhookverify
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,7 +175,11 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 					continue
 				}
 			}
-			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue", sub)
+			hint := ""
+			if n, ok := prov.(providers.CaddyfileOptionNamer); ok {
+				hint = fmt.Sprintf(" (and for %s: %s)", name, strings.Join(n.CaddyfileOptionNames(), ", "))
+			}
+			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue%s", sub, hint)
 		}
 	}
 	if c, ok := prov.(providers.CaddyfileChecker); ok {

@@ -106,6 +106,11 @@ func TestREADMEHMACGrammarMatchesProvider(t *testing.T) {
 	if want := rhJSONOptions(); !slices.Equal(listed, want) {
 		t.Errorf("the README's hmac grammar lists %v; the JSON fields are %v", listed, want)
 	}
+	named := new(providers.HMAC).CaddyfileOptionNames()
+	slices.Sort(named)
+	if !slices.Equal(listed, named) {
+		t.Errorf("the README's hmac grammar lists %v; the provider names %v", listed, named)
+	}
 	p := new(providers.HMAC)
 	d := caddyfile.NewTestDispenser("no_such_option x")
 	d.Next()

@@ -12,3 +12,9 @@ import "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 type CaddyfileChecker interface {
 	CheckCaddyfile(d *caddyfile.Dispenser) error
 }
+
+// CaddyfileOptionNamer is implemented by senders with block options of
+// their own, so that the error for an unknown subdirective names them too.
+type CaddyfileOptionNamer interface {
+	CaddyfileOptionNames() []string
+}

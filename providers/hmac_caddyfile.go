@@ -3,6 +3,7 @@ package providers
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -283,6 +284,10 @@ func parseFieldLine(d *caddyfile.Dispenser, name string) (HMACField, error) {
 	return f, checkField(name, f)
 }
 
+// CaddyfileOptionNames names the hmac lines of the block, for the error
+// on an unknown one.
+func (*HMAC) CaddyfileOptionNames() []string { return slices.Clone(hmacOptions) }
+
 // CheckCaddyfile checks the block's hmac lines together, at the end of
 // the block: an error points at the line it is about, or at the
 // webhook_verify line when a line is missing.
@@ -307,6 +312,7 @@ func (p *HMAC) CheckCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ CaddyfileOption  = (*HMAC)(nil)
-	_ CaddyfileChecker = (*HMAC)(nil)
+	_ CaddyfileOption      = (*HMAC)(nil)
+	_ CaddyfileChecker     = (*HMAC)(nil)
+	_ CaddyfileOptionNamer = (*HMAC)(nil)
 )

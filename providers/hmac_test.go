@@ -62,6 +62,7 @@ func TestHMACModule(t *testing.T) {
 	var _ providers.KeyDecoder = new(providers.HMAC)
 	var _ providers.CaddyfileOption = new(providers.HMAC)
 	var _ providers.CaddyfileChecker = new(providers.HMAC)
+	var _ providers.CaddyfileOptionNamer = new(providers.HMAC)
 }
 
 // Every configuration mistake is refused at provision with a sentence
