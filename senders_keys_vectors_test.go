@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"testing"
 )
 
@@ -39,5 +40,16 @@ func TestSendersKeysVectorsIndependent(t *testing.T) {
 	}
 	if msg, err := exec.Command("node", filepath.Join(dir, "gen", "sendgrid.js")).CombinedOutput(); err != nil {
 		t.Errorf("gen/sendgrid.js does not confirm sendgrid.json: %v\n%s", err, msg)
+	}
+}
+
+// The README's Senders section has a Caddyfile route for discord and one
+// for sendgrid (TestREADMESendersCaddyfilesAdapt adapts every route there).
+func TestREADMESendersKeysCaddyfiles(t *testing.T) {
+	section := rsSection(t)
+	for _, name := range []string{"discord", "sendgrid"} {
+		if !regexp.MustCompile("(?s)```caddyfile\n[^`]*handle /[^`]*\n\\s*webhook_verify " + name + " \\{env\\.[A-Z_]+\\}\n[^`]*```").MatchString(section) {
+			t.Errorf("the README's Senders section has no Caddyfile route for %s", name)
+		}
 	}
 }
