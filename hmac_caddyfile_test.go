@@ -132,3 +132,41 @@ func TestHMACCaddyfileBlock(t *testing.T) {
 		t.Errorf("handler options lost: %+v", h)
 	}
 }
+
+// With ed25519 or ecdsa-p256 each secret is a public key, decoded when the
+// config is loaded: a key of the wrong kind fails there, naming the
+// secret's position and the forms expected, never its value.
+func TestHMACPublicKeysAtProvision(t *testing.T) {
+	const edPub = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a" // RFC 8032 TEST 1
+	const sgPub = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA=="
+	ed := json.RawMessage(`{"name": "hmac", "algorithm": "ed25519", "signatures": [{"header": "X-Sig"}], "signed": "{header.X-T}{body}"}`)
+	ec := json.RawMessage(`{"name": "hmac", "algorithm": "ecdsa-p256", "signatures": [{"header": "X-Sig", "encoding": "base64"}]}`)
+	for _, tc := range []struct {
+		provider json.RawMessage
+		keys     []string
+		want     string // "" provisions
+	}{
+		{ed, []string{edPub}, ""},
+		{ed, []string{edPub, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, "secret 2"},
+		{ed, []string{sgPub}, "not an Ed25519 public key"},
+		{ec, []string{sgPub}, ""},
+		{ec, []string{edPub}, "not an ECDSA P-256 public key"},
+	} {
+		_, err := svHandler(t, tc.provider, tc.keys)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s with %d keys: %v", tc.provider, len(tc.keys), err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.provider, err, tc.want)
+			continue
+		}
+		for _, k := range tc.keys {
+			if strings.Contains(err.Error(), k) {
+				t.Errorf("the error %q carries a key", err)
+			}
+		}
+	}
+}
