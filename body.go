@@ -26,8 +26,10 @@ type verifiedBody struct {
 	h *Handler
 
 	mu       sync.Mutex
-	buf      []byte
-	reserved int64 // bytes held under max_inflight_bytes
+	buf      []byte // the body, a slice of whole
+	whole    []byte // the pooled buffer, with room around the body (Ed25519)
+	reserved int64  // bytes held under max_inflight_bytes
+	key      int    // the index of the configured key that verified it
 	released bool
 	header   http.Header // as verified; later handlers may change r.Header
 	vals     []string    // nil until a field is read
@@ -55,12 +57,22 @@ func (b *verifiedBody) release() {
 		return
 	}
 	b.released = true
-	if b.buf != nil {
-		putBuf(b.buf)
-		b.buf = nil
+	if b.whole != nil {
+		putBuf(b.whole)
+		b.whole, b.buf = nil, nil
 	}
 	b.h.unreserve(b.reserved)
 	b.reserved = 0
+}
+
+// hold makes the body whole[head:], the rest of whole being room around
+// it. The body's capacity ends with it, so nothing can be appended over
+// what follows.
+func (b *verifiedBody) hold(whole []byte, head int) {
+	b.mu.Lock()
+	b.whole = whole
+	b.buf = whole[head:len(whole):len(whole)]
+	b.mu.Unlock()
 }
 
 // releaseUnlessHanded is deferred by ServeHTTP: a request refused, or a
@@ -238,43 +250,58 @@ func errOrDeadline(err error) error {
 // bytes and returns ErrBodyTooLarge past that; sizeHint is the declared
 // Content-Length, or -1. The caller owns the returned buffer (putBuf).
 func readBody(r io.Reader, limit, sizeHint int64, macs []hash.Hash) ([]byte, error) {
+	return readBodyRoom(r, limit, sizeHint, 0, 0, macs)
+}
+
+// readBodyRoom is readBody into a buffer with head bytes of room before the
+// body and at least tail bytes of spare capacity after it, so that a
+// signature over Prefix‖body‖Suffix (Ed25519) is checked over one slice,
+// without a second copy of the body. The returned buffer holds the head
+// room (unwritten) then the body: the body is buf[head:], and
+// buf[:len(buf)+tail] is within its capacity. The room is not part of
+// limit. With no room it is the caller's buffer for putBuf as it is; with
+// room too, as putBuf takes any slice of a pooled buffer that starts at
+// its first byte.
+func readBodyRoom(r io.Reader, limit, sizeHint int64, head, tail int, macs []hash.Hash) ([]byte, error) {
+	room := int64(head + tail)
 	var buf []byte
 	switch {
 	case sizeHint > 1<<maxClassShift && sizeHint <= limit:
 		// a declared length past the largest class is allocated
 		// exactly: it is already reserved under max_inflight_bytes, and
 		// growing by doubling would hold up to three times as much
-		buf = make([]byte, 0, sizeHint)
+		buf = make([]byte, 0, sizeHint+room)
 	case sizeHint >= 0 && sizeHint <= limit:
 		// a declared length is allocated up front, rounded up to its class
-		buf = getBuf(int(sizeHint))
+		buf = getBuf(int(sizeHint + room))
 	default:
 		// a chunked body grows as it arrives
-		buf = getBuf(32 << 10)
+		buf = getBuf(32<<10 + int(room))
 	}
+	buf = buf[:head]
 	for {
-		var room []byte
+		var space []byte
 		var probe *[1]byte
-		if len(buf) == cap(buf) {
+		if end := cap(buf) - tail; len(buf) == end {
 			// full: probe for EOF before growing, so a body that
 			// exactly fills its buffer (a declared length) never grows
 			probe = probes.Get().(*[1]byte)
-			room = probe[:]
+			space = probe[:]
 		} else {
-			room = buf[len(buf):cap(buf)]
-			if left := limit + 1 - int64(len(buf)); int64(len(room)) > left {
-				room = room[:left]
+			space = buf[len(buf):end]
+			if left := limit + 1 - int64(len(buf)-head); int64(len(space)) > left {
+				space = space[:left]
 			}
 		}
-		n, err := r.Read(room)
+		n, err := r.Read(space)
 		if probe != nil {
 			if n > 0 {
 				// past the largest class, never more than the limit
 				// needs (limit+1 bytes tell a body over it)
-				nb := getBuf(int(min(2*int64(cap(buf)), limit+1)))
+				nb := getBuf(int(min(2*int64(cap(buf)), int64(head)+limit+1+int64(tail))))
 				nb = append(nb, buf...)
 				putBuf(buf)
-				buf = append(nb, room[:n]...)
+				buf = append(nb, space[:n]...)
 			}
 			probes.Put(probe)
 		} else {
@@ -285,7 +312,7 @@ func readBody(r io.Reader, limit, sizeHint int64, macs []hash.Hash) ([]byte, err
 			for _, m := range macs {
 				m.Write(chunk)
 			}
-			if int64(len(buf)) > limit {
+			if int64(len(buf)-head) > limit {
 				putBuf(buf)
 				return nil, ErrBodyTooLarge
 			}

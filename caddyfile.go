@@ -1,6 +1,7 @@
 package webhookverify
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,9 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 		if d.Val() == "" {
 			return d.Err("the secret is empty: use a placeholder such as {env.VIVREAL_SECRET}")
 		}
+		if err := checkLiteralKey(d, prov, name); err != nil {
+			return err
+		}
 		h.Secrets = append(h.Secrets, d.Val())
 	}
 	if d.NextArg() {
@@ -92,6 +96,9 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 		case "secret":
 			if !d.NextArg() || d.Val() == "" {
 				return d.Errf("secret needs a value, e.g. secret {env.%s_SECRET}", strings.ToUpper(name))
+			}
+			if err := checkLiteralKey(d, prov, name); err != nil {
+				return err
 			}
 			h.Secrets = append(h.Secrets, d.Val())
 			if d.NextArg() {
@@ -168,13 +175,39 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 					continue
 				}
 			}
-			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue", sub)
+			hint := ""
+			if n, ok := prov.(providers.CaddyfileOptionNamer); ok {
+				hint = fmt.Sprintf(" (and for %s: %s)", name, strings.Join(n.CaddyfileOptionNames(), ", "))
+			}
+			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue%s", sub, hint)
+		}
+	}
+	if c, ok := prov.(providers.CaddyfileChecker); ok {
+		if err := c.CheckCaddyfile(d); err != nil {
+			return err
 		}
 	}
 	if len(h.Secrets) == 0 {
 		return d.Errf("webhook_verify %s needs a secret: webhook_verify %s {env.%s_SECRET}", name, name, strings.ToUpper(name))
 	}
 	h.ProviderRaw = caddyconfig.JSONModuleObject(prov, "name", name, nil)
+	return nil
+}
+
+// checkLiteralKey decodes the secret the dispenser is on when the sender's
+// keys are public keys and the secret is written out (no placeholder), so
+// that a key in the wrong form fails with its Caddyfile line; keys from
+// placeholders are decoded at provision time. A sender whose keys depend
+// on options later in the block (hmac) says false here, and its keys are
+// checked at provision time too.
+func checkLiteralKey(d *caddyfile.Dispenser, prov providers.Provider, name string) error {
+	pd, ok := prov.(providers.PublicKeyDecoder)
+	if !ok || !pd.PublicKeys() || strings.Contains(d.Val(), "{") {
+		return nil
+	}
+	if _, err := pd.PublicKey(d.Val()); err != nil {
+		return d.Errf("%s public key: %v", name, err)
+	}
 	return nil
 }
 

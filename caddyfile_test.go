@@ -30,7 +30,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{
 			name:  "no provider",
 			input: `webhook_verify`,
-			want:  []string{"webhook_verify needs a provider", "<vev|vivreal>"},
+			want:  []string{"webhook_verify needs a provider", "|vev|vivreal>"},
 			line:  1,
 		},
 		{
@@ -43,18 +43,18 @@ func TestCaddyfileErrors(t *testing.T) {
 		},
 		{
 			name:  "unknown provider",
-			input: `webhook_verify github {env.GITHUB_SECRET}`,
-			want:  []string{"unknown webhook provider 'github': use one of "},
+			input: `webhook_verify twilio {env.TWILIO_AUTH_TOKEN}`,
+			want:  []string{"unknown webhook provider 'twilio': use one of "},
 			line:  1,
 		},
 		{
 			name: "unknown provider on a later line",
 			input: `
 
-			webhook_verify stripe {
+			webhook_verify paypal {
 				secret {env.S}
 			}`,
-			want: []string{"unknown webhook provider 'stripe'"},
+			want: []string{"unknown webhook provider 'paypal'"},
 			line: 3,
 		},
 		{
@@ -266,7 +266,7 @@ func TestCaddyfileErrors(t *testing.T) {
 // The unknown-provider message lists the registered senders, sorted, and
 // vev and vivreal are among them (other tests may register more).
 func TestCaddyfileUnknownProviderListsProviders(t *testing.T) {
-	_, err := cfUnmarshal(t, `webhook_verify github {env.S}`)
+	_, err := cfUnmarshal(t, `webhook_verify twilio {env.S}`)
 	if err == nil {
 		t.Fatal("no error for an unknown provider")
 	}

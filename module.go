@@ -4,6 +4,7 @@
 package webhookverify
 
 import (
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -31,8 +32,10 @@ const (
 	retryAfter503                 = "5"     // seconds, when memory or the store is short
 )
 
-// Handler verifies a webhook sender's HMAC signature, and optionally the
-// endpoint's Basic or Bearer credentials, before the next handler runs.
+// Handler verifies a webhook sender's signature (an HMAC under a shared
+// secret, or Ed25519 or ECDSA P-256 under the sender's public key), and
+// optionally the endpoint's Basic or Bearer credentials, before the next
+// handler runs.
 //
 // EXPERIMENTAL: the JSON form may still change before a 1.0 release.
 //
@@ -50,7 +53,8 @@ const (
 //   - 503 (with Retry-After) when max_inflight_bytes is reached;
 //   - 408 when the body does not arrive within body_timeout;
 //   - 400 when the body cannot be read (the client's connection failed);
-//   - 500 when the provider names a hash this binary lacks (a bug);
+//   - 500 when the provider names a hash this binary lacks, or a
+//     signature scheme that does not fit the configured keys (a bug);
 //   - with dedupe: 200 {"received":true,"duplicate":true} for an event
 //     already delivered (written by the handler itself), 409 (with
 //     Retry-After) for one in flight, 400 for an event without an id
@@ -73,9 +77,11 @@ type Handler struct {
 	// namespace chosen with the inline key "name": {"name": "vivreal"}.
 	ProviderRaw json.RawMessage `json:"provider,omitempty" caddy:"namespace=http.webhook_verify.providers inline_key=name"`
 
-	// The secrets the sender signs with. Any one verifies a request, so a
-	// secret is rotated by adding the new one, switching the sender, then
-	// removing the old one. Placeholders such as {env.VIVREAL_SECRET} or
+	// The secrets the sender signs with, or, for a sender that signs with
+	// a key pair (discord, sendgrid), its public keys, decoded once at
+	// provision time. Any one verifies a request, so a secret is rotated
+	// by adding the new one, switching the sender, then removing the old
+	// one. Placeholders such as {env.VIVREAL_SECRET} or
 	// {file./run/secrets/vivreal} are resolved once, at provision time; a
 	// secret that resolves empty is an error, never an empty key.
 	Secrets []string `json:"secrets,omitempty"`
@@ -199,20 +205,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(h.Secrets) == 0 {
 		return fmt.Errorf("%s: no secret: add one, e.g. \"secrets\": [\"{env.%s_SECRET}\"]", h.name, strings.ToUpper(h.name))
 	}
-	keys := make([][]byte, len(h.Secrets))
-	for i, s := range h.Secrets {
-		v, err := resolve(repl, s, fmt.Sprintf("secret %d", i+1))
-		if err != nil {
-			return fmt.Errorf("%s: %v", h.name, err)
-		}
-		keys[i] = []byte(v)
-		if kd, ok := p.(providers.KeyDecoder); ok {
-			if keys[i], err = kd.Key(v); err != nil {
-				return fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
-			}
-		}
+	if h.keys, err = h.provisionKeys(repl); err != nil {
+		return err
 	}
-	h.keys = newKeyring(keys)
 
 	for i, a := range h.BasicAuth {
 		what := fmt.Sprintf("basic_auth %d", i+1)
@@ -249,6 +244,46 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.eagerFields = true
 	}
 	return nil
+}
+
+// provisionKeys resolves the secrets and decodes them once: as public
+// keys when the provider says its keys are public (PublicKeyDecoder), else
+// as HMAC keys (through KeyDecoder when the provider has one).
+func (h *Handler) provisionKeys(repl *caddy.Replacer) (*keyring, error) {
+	pd, public := h.provider.(providers.PublicKeyDecoder)
+	public = public && pd.PublicKeys()
+	var keys [][]byte
+	var pubs []crypto.PublicKey
+	for i, s := range h.Secrets {
+		v, err := resolve(repl, s, fmt.Sprintf("secret %d", i+1))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", h.name, err)
+		}
+		switch kd, ok := h.provider.(providers.KeyDecoder); {
+		case public:
+			pub, err := pd.PublicKey(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
+			}
+			pubs = append(pubs, pub)
+		case ok:
+			key, err := kd.Key(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
+			}
+			keys = append(keys, key)
+		default:
+			keys = append(keys, []byte(v))
+		}
+	}
+	if !public {
+		return newKeyring(keys), nil
+	}
+	k, err := newPublicKeyring(pubs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", h.name, err)
+	}
+	return k, nil
 }
 
 // Cleanup releases the dedupe store (kept while another config uses it).

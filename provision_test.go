@@ -245,8 +245,8 @@ func TestProvisionNoProvider(t *testing.T) {
 }
 
 func TestProvisionUnknownProvider(t *testing.T) {
-	cfProvisionErr(t, `{"provider": {"name": "github"}, "secrets": ["`+cfLiteralSecret+`"]}`,
-		"loading webhook provider", "http.webhook_verify.providers.github")
+	cfProvisionErr(t, `{"provider": {"name": "twilio"}, "secrets": ["`+cfLiteralSecret+`"]}`,
+		"loading webhook provider", "http.webhook_verify.providers.twilio")
 }
 
 func TestProvisionProviderWithoutName(t *testing.T) {

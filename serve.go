@@ -32,10 +32,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return h.refuseUnsigned(w, r, err)
 	}
-	if !signed.Hash.Available() {
-		// a provider's bug (a hash not linked in), not the sender's
+	if err := h.checkScheme(signed); err != nil {
+		// a provider's bug (a hash not linked in, a scheme for other
+		// keys), not the sender's
 		closeUnread(w, r)
-		return h.refuse(r, caddyhttp.Error(http.StatusInternalServerError, ErrProviderHash))
+		return h.refuse(r, caddyhttp.Error(http.StatusInternalServerError, err))
 	}
 
 	body := &verifiedBody{h: h}
@@ -84,11 +85,31 @@ func (h *Handler) refuseUnsigned(w http.ResponseWriter, r *http.Request, reason 
 	return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, reason))
 }
 
+// checkScheme refuses a Signed the handler cannot check: a scheme other
+// than the configured keys' kind (an HMAC for public keys, Ed25519 for
+// ECDSA keys), or an HMAC hash this binary lacks.
+func (h *Handler) checkScheme(signed providers.Signed) error {
+	if !h.keys.fits(signed.Scheme) {
+		return ErrProviderScheme
+	}
+	if signed.Scheme == providers.SchemeHMAC && !signed.Hash.Available() {
+		return ErrProviderHash
+	}
+	return nil
+}
+
 // readVerified reserves the body's bytes under max_inflight_bytes (a
 // declared length up front, a chunked body as it is read), reads it under
-// body_timeout into body, computing the MACs as it arrives, and checks
-// the signature. On error body may hold a buffer and a reservation: the
-// caller releases it.
+// body_timeout into body, computing the MACs (or the ECDSA digest) as it
+// arrives, and checks the signature. On error body may hold a buffer and
+// a reservation: the caller releases it.
+//
+// For Ed25519, which needs the whole message, the body is read into a
+// buffer with room for the Prefix before it and the Suffix after it, and
+// the signature is checked over Prefix‖body‖Suffix in place: the body is
+// never copied for it, and is handed over as the body bytes alone. The
+// room is not reserved under max_inflight_bytes (it is as small as the
+// headers it comes from, like the rounding of a buffer to its class).
 func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody) error {
 	var src io.Reader = r.Body
 	if r.ContentLength > 0 {
@@ -100,31 +121,52 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 	}
 
 	var macArr [4]hash.Hash
-	macs := h.keys.macs(signed.Hash, macArr[:0])
-	defer h.keys.put(signed.Hash, macs)
+	var macs []hash.Hash // fed with Prefix‖body‖Suffix as it arrives
+	head, tail := 0, 0   // room around the body in its buffer
+	switch signed.Scheme {
+	case providers.SchemeHMAC:
+		macs = h.keys.macs(signed.Hash, macArr[:0])
+		defer h.keys.put(signed.Hash, macs)
+	case providers.SchemeECDSAP256SHA256:
+		d := sha256s.Get().(hash.Hash)
+		d.Reset()
+		defer sha256s.Put(d)
+		macs = append(macArr[:0], d)
+	case providers.SchemeEd25519:
+		head, tail = len(signed.Prefix), len(signed.Suffix)
+	}
 	for _, m := range macs {
 		m.Write(signed.Prefix)
 	}
 	if r.ContentLength != 0 && src != nil {
-		var buf []byte
+		var whole []byte
 		err := h.readTimed(w, func() (err error) {
-			buf, err = readBody(src, h.MaxBodySize, r.ContentLength, macs)
+			whole, err = readBodyRoom(src, h.MaxBodySize, r.ContentLength, head, tail, macs)
 			return err
 		})
-		if buf != nil {
-			body.mu.Lock()
-			body.buf = buf
-			body.mu.Unlock()
+		if whole != nil {
+			body.hold(whole, head)
 		}
 		if err != nil {
 			return h.bodyError(w, r, err)
 		}
 	} else {
-		body.buf = getBuf(0)
+		body.hold(getBuf(head + tail)[:head], head)
 	}
-	if err := verifyMACs(macs, signed.Signatures); err != nil {
+	for _, m := range macs {
+		m.Write(signed.Suffix)
+	}
+	var msg []byte // Prefix‖body‖Suffix, for Ed25519
+	if signed.Scheme == providers.SchemeEd25519 {
+		msg = body.whole[:head+len(body.buf)+tail]
+		copy(msg, signed.Prefix)
+		copy(msg[head+len(body.buf):], signed.Suffix)
+	}
+	key, err := h.keys.verify(signed, macs, msg)
+	if err != nil {
 		return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, err))
 	}
+	body.key = key
 	return nil
 }
 
@@ -254,6 +296,7 @@ var outcomes = []struct {
 	{ErrBodyTimeout, outcomeTimeout},
 	{ErrReadingBody, outcomeReadError},
 	{ErrProviderHash, outcomeProviderError},
+	{ErrProviderScheme, outcomeProviderError},
 	{providers.ErrMissingSignature, outcomeMissingSignature},
 	{providers.ErrMalformedSignature, outcomeMalformedSignature},
 	{ErrNoMatchingSignature, outcomeBadSignature},

@@ -28,10 +28,12 @@ const Namespace = "http.webhook_verify.providers"
 // Provider is one webhook sender's signature scheme.
 //
 // Verification happens in two steps so that the body is read only once:
-// Parse reads the signature headers before the body, and says which HMAC to
-// compute and over which bytes; the handler then feeds the body to that HMAC
-// (one per configured secret) while it buffers it, and accepts the request
-// when any computed MAC equals any of the candidates Parse returned.
+// Parse reads the signature headers before the body, and says how the
+// signature is checked (Signed.Scheme) and over which bytes; the handler
+// then feeds the body to the HMACs (one per configured secret), or to one
+// SHA-256 for ECDSA, while it buffers it, and accepts the request when a
+// candidate Parse returned matches under any configured key. Ed25519 is
+// checked over the buffered body, which is never copied for it.
 type Provider interface {
 	caddy.Module
 
@@ -57,20 +59,51 @@ type Provider interface {
 	Describe(h http.Header, body []byte, vals []string)
 }
 
+// Scheme says how a Signed's signatures are checked. The zero value is HMAC,
+// so existing senders (Vivreal, Vev) are untouched.
+type Scheme uint8
+
+const (
+	SchemeHMAC            Scheme = iota // HMAC(Hash, key, Prefix‖body‖Suffix) equals a candidate
+	SchemeEd25519                       // Ed25519 over Prefix‖body‖Suffix; 64-byte signatures
+	SchemeECDSAP256SHA256               // ECDSA P-256 over SHA-256(Prefix‖body‖Suffix); ASN.1 DER signatures
+)
+
+// String names the scheme, for errors and logs.
+func (s Scheme) String() string {
+	switch s {
+	case SchemeHMAC:
+		return "HMAC"
+	case SchemeEd25519:
+		return "Ed25519"
+	case SchemeECDSAP256SHA256:
+		return "ECDSA P-256 SHA-256"
+	}
+	return fmt.Sprintf("scheme %d", uint8(s))
+}
+
 // Signed is what Parse returns: how the sender computed its signature and
 // the signature(s) the request carries.
 type Signed struct {
-	// Hash is the HMAC's hash function, such as crypto.SHA256.
+	// Scheme is how the signatures are checked; the zero value is HMAC.
+	// A public-key scheme needs a sender that implements PublicKeyDecoder.
+	Scheme Scheme
+
+	// Hash is the HMAC's hash function, such as crypto.SHA256. HMAC only.
 	Hash crypto.Hash
 
-	// Prefix is MACed before the body, for senders that sign more than the
+	// Prefix is signed before the body, for senders that sign more than the
 	// body (Stripe's "<t>.", Standard Webhooks' "<id>.<timestamp>."). Nil
 	// for senders that sign the body alone.
 	Prefix []byte
 
-	// Signatures are the decoded candidate MACs. The request is genuine when
-	// any of them equals the HMAC of Prefix+body under any configured
-	// secret.
+	// Suffix is signed after the body (Box's timestamp, Trello's URL). Nil
+	// for most senders.
+	Suffix []byte
+
+	// Signatures are the decoded candidates: MACs for HMAC, 64-byte
+	// signatures for Ed25519, ASN.1 DER for ECDSA. The request is genuine
+	// when any of them matches Prefix‖body‖Suffix under any configured key.
 	Signatures [][]byte
 }
 
@@ -79,6 +112,19 @@ type Signed struct {
 // once per secret at provision time; by default a secret's bytes are the key.
 type KeyDecoder interface {
 	Key(secret string) ([]byte, error)
+}
+
+// PublicKeyDecoder is implemented by senders (or configurations, for hmac)
+// whose configured keys are public keys. When PublicKeys() is true (asked once,
+// after the provider is provisioned), the handler decodes each configured key
+// with PublicKey at provision time (ed25519.PublicKey or *ecdsa.PublicKey on
+// P-256) instead of using its bytes as an HMAC key (or KeyDecoder.Key).
+//
+// PublicKey's error is shown to the operator at start-up: it says which
+// form of key is expected, and never repeats the value.
+type PublicKeyDecoder interface {
+	PublicKeys() bool
+	PublicKey(key string) (crypto.PublicKey, error)
 }
 
 // CaddyfileOption is implemented by senders that take options of their own

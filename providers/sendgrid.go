@@ -1,0 +1,127 @@
+package providers
+
+import (
+	"crypto"
+	"encoding/asn1"
+	"encoding/base64"
+	"fmt"
+	"math/big"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func init() {
+	caddy.RegisterModule(SendGrid{})
+}
+
+// SendGrid verifies SendGrid's (Twilio SendGrid's) signed Event Webhook.
+//
+// SendGrid sends "X-Twilio-Email-Event-Webhook-Signature: <base64>", the
+// standard base64 of an ASN.1 DER ECDSA signature on P-256 of the
+// SHA-256 of "<X-Twilio-Email-Event-Webhook-Timestamp><body>" (the
+// timestamp's text, unix seconds, then the raw body). The configured
+// secret is the "verification key" SendGrid shows when signing is turned
+// on: the base64 of a DER SubjectPublicKeyInfo, starting with MFkw (a PEM
+// "PUBLIC KEY" block also does). The timestamp must be within the
+// tolerance (default 5 minutes) of the gateway's clock in either
+// direction; SendGrid documents no window. The body is a JSON array of
+// events, each with its own sg_event_id and event, so there is no single
+// id or event type: {http.webhook.id} and {http.webhook.event} are empty.
+type SendGrid struct {
+	Tolerance
+}
+
+// CaddyModule returns the Caddy module information.
+func (SendGrid) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  Namespace + ".sendgrid",
+		New: func() caddy.Module { return new(SendGrid) },
+	}
+}
+
+// The headers SendGrid signs with.
+const (
+	SendGridSignatureHeader = "X-Twilio-Email-Event-Webhook-Signature"
+	SendGridTimestampHeader = "X-Twilio-Email-Event-Webhook-Timestamp"
+)
+
+// maxECDSAP256DER is the longest DER ECDSA signature on P-256: a SEQUENCE
+// of two INTEGERs of at most 33 bytes each.
+const maxECDSAP256DER = 72
+
+// Parse reads X-Twilio-Email-Event-Webhook-Signature and -Timestamp and
+// checks the timestamp.
+func (p SendGrid) Parse(r *http.Request, now time.Time) (Signed, error) {
+	v, err := SingleHeader(r.Header, SendGridSignatureHeader)
+	if err != nil {
+		return Signed{}, err
+	}
+	tsText, err := SingleHeader(r.Header, SendGridTimestampHeader)
+	if err != nil {
+		return Signed{}, err
+	}
+	sig, err := decodeECDSASignature(v)
+	if err != nil {
+		return Signed{}, err
+	}
+	ts, err := ParseUnixSeconds(tsText)
+	if err != nil {
+		return Signed{}, err
+	}
+	if err := p.Check(ts, now); err != nil {
+		return Signed{}, err
+	}
+	// the header's text as sent is what SendGrid signed
+	return Signed{Scheme: SchemeECDSAP256SHA256, Prefix: []byte(tsText), Signatures: [][]byte{sig}}, nil
+}
+
+// decodeECDSASignature decodes the standard base64 (padded) of an ASN.1
+// DER ECDSA signature and checks its shape, SEQUENCE { r, s INTEGER },
+// with nothing after it. Whether it verifies is the handler's business.
+func decodeECDSASignature(v string) ([]byte, error) {
+	if len(v) > base64.StdEncoding.EncodedLen(maxECDSAP256DER) {
+		return nil, fmt.Errorf("%w: %d base64 characters, longer than a P-256 signature", ErrMalformedSignature, len(v))
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not base64", ErrMalformedSignature)
+	}
+	var rs struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(sig, &rs); err != nil || len(rest) != 0 {
+		return nil, fmt.Errorf("%w: not an ASN.1 DER ECDSA signature", ErrMalformedSignature)
+	}
+	return sig, nil
+}
+
+var sendgridFields = []string{"id", "event"}
+
+// Fields returns id and event, always empty: a delivery holds many events.
+func (SendGrid) Fields() []string { return sendgridFields }
+
+// Describe leaves both fields empty.
+func (SendGrid) Describe(_ http.Header, _ []byte, vals []string) {
+	clear(vals)
+}
+
+// PublicKeys reports that SendGrid's keys are public keys.
+func (SendGrid) PublicKeys() bool { return true }
+
+// PublicKey decodes the verification key: base64 DER as SendGrid shows
+// it, or PEM.
+func (SendGrid) PublicKey(key string) (crypto.PublicKey, error) {
+	k, err := ParseECDSAP256PublicKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Interface guards
+var (
+	_ Provider         = (*SendGrid)(nil)
+	_ PublicKeyDecoder = (*SendGrid)(nil)
+	_ CaddyfileOption  = (*SendGrid)(nil)
+	_ caddy.Validator  = (*SendGrid)(nil)
+)
