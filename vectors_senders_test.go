@@ -340,10 +340,10 @@ func TestSendersStandardSecretsAtProvision(t *testing.T) {
 // temporary directory and compare. Skipped where node is not installed.
 func TestSendersVectorsRegenerate(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed: the generators cannot be rerun")
+		needTool(t, "node", "the generators cannot be rerun")
 	}
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl is not installed: gen/shopify.js checks its signature with it")
+		needTool(t, "openssl", "gen/shopify.js checks its signature with it")
 	}
 	out := t.TempDir()
 	for _, s := range []string{"github", "standard", "stripe", "slack", "shopify"} {
@@ -364,4 +364,14 @@ func TestSendersVectorsRegenerate(t *testing.T) {
 			t.Errorf("%s.json is not what gen/%s.js writes: rerun testdata/vectors/senders/gen/all.sh", s, s)
 		}
 	}
+}
+
+// needTool skips a test that needs a tool which is not installed, except
+// under CI=true (.ci/run installs it), where its absence is a failure.
+func needTool(t *testing.T, tool, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed (CI=true): %s; .ci/run installs it", tool, why)
+	}
+	t.Skipf("%s is not installed: %s", tool, why)
 }
