@@ -246,8 +246,12 @@ func TestSchemesServeHTTP(t *testing.T) {
 				if v, _ := rec.repl.GetString("http.webhook.provider"); v != "vivreal" {
 					t.Fatalf("%s: provider placeholder %q", name, v)
 				}
-				if n := h.inflight.Load(); n != int64(size) {
-					t.Fatalf("%s: %d bytes reserved while handed over, want the body's %d (no room counted)", name, n, size)
+				want := int64(size)
+				if s.scheme == providers.SchemeEd25519 {
+					want += int64(len(skMessage(ts, nil))) // and its room
+				}
+				if n := h.inflight.Load(); n != want {
+					t.Fatalf("%s: %d bytes reserved while handed over, want %d (the body, and for Ed25519 its room)", name, n, want)
 				}
 				skEnd(t, h, cancel, 0, name)
 			}
@@ -401,30 +405,31 @@ func TestSchemesMismatchIsProviderError(t *testing.T) {
 	}
 }
 
-// The budget counts the body alone: an Ed25519 body of exactly
-// max_inflight_bytes is held (its prefix and suffix room is not
-// reserved), a second one while the first is held is 503, and everything
-// is given back when the requests end; declared and chunked.
+// The budget counts the body and the room around it: an Ed25519 body
+// whose size and prefix and suffix room make exactly max_inflight_bytes is
+// held, a second one while the first is held is 503, and everything is
+// given back when the requests end; declared and chunked.
 func TestSchemesBudgetWithRoom(t *testing.T) {
 	const size = 64 << 10
 	s := skEd25519(3)
+	ts := strings.Repeat("9", 200) // a long prefix and suffix
+	room := len(skMessage(ts, nil))
 	for _, chunked := range []bool{false, true} {
-		h := skHandler(t, s.scheme, []string{s.secret}, fmt.Sprintf(`, "max_body_size": %d, "max_inflight_bytes": %d`, size, size))
+		h := skHandler(t, s.scheme, []string{s.secret}, fmt.Sprintf(`, "max_body_size": %d, "max_inflight_bytes": %d`, size, size+room))
 		body := vecBytes(9, size)
-		ts := strings.Repeat("9", 200) // a long prefix and suffix
 		hdr := skHeader(ts, s.sign(skMessage(ts, body)))
 		rec, cancel, err := skServe(t, h, body, hdr, chunked)
 		if err != nil || !bytes.Equal(rec.body, body) {
-			t.Fatalf("chunked=%v: a body of exactly max_inflight_bytes: %v", chunked, err)
+			t.Fatalf("chunked=%v: a body of exactly max_inflight_bytes with its room: %v", chunked, err)
 		}
-		if n := h.inflight.Load(); n != size {
-			t.Fatalf("chunked=%v: %d bytes reserved, want %d", chunked, n, size)
+		if n := h.inflight.Load(); n != int64(size+room) {
+			t.Fatalf("chunked=%v: %d bytes reserved, want %d (the body and its room)", chunked, n, size+room)
 		}
 		rec2, cancel2, err2 := skServe(t, h, []byte("x"), skHeader(ts, s.sign(skMessage(ts, []byte("x")))), chunked)
 		if got := hStatus(t, err2); got != http.StatusServiceUnavailable || rec2.called != 0 {
 			t.Fatalf("chunked=%v: a second body while the first is held: status %d", chunked, got)
 		}
-		skEnd(t, h, cancel2, size, fmt.Sprintf("chunked=%v: the refused second body", chunked))
+		skEnd(t, h, cancel2, int64(size+room), fmt.Sprintf("chunked=%v: the refused second body", chunked))
 		skEnd(t, h, cancel, 0, fmt.Sprintf("chunked=%v: the held body", chunked))
 		// one byte over: 413 (declared), 503 (chunked: the budget is
 		// reached first, as it is read), nothing held

@@ -108,8 +108,7 @@ func (h *Handler) checkScheme(signed providers.Signed) error {
 // buffer with room for the Prefix before it and the Suffix after it, and
 // the signature is checked over Prefix‖body‖Suffix in place: the body is
 // never copied for it, and is handed over as the body bytes alone. The
-// room is not reserved under max_inflight_bytes (it is as small as the
-// headers it comes from, like the rounding of a buffer to its class).
+// room is reserved under max_inflight_bytes with the body.
 func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody) error {
 	var src io.Reader = r.Body
 	if r.ContentLength > 0 {
@@ -134,6 +133,11 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 		macs = append(macArr[:0], d)
 	case providers.SchemeEd25519:
 		head, tail = len(signed.Prefix), len(signed.Suffix)
+		// the room is held like the body: a template of headers can
+		// make it as large as the request's headers
+		if !body.reserve(int64(head + tail)) {
+			return h.bodyError(w, r, ErrOverBudget)
+		}
 	}
 	for _, m := range macs {
 		m.Write(signed.Prefix)
