@@ -123,8 +123,14 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 		body.buf = getBuf(0)
 	}
 	if err := verifyMACs(macs, signed.Signatures); err != nil {
-		return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, err))
+		// the provider's alternate signed form, if any (Vev's
+		// stringify_fallback): signed_form.go
+		if err := h.verifyAlternate(r, signed, body, err); err != nil {
+			return h.refuseAlternate(w, r, err)
+		}
+		return nil
 	}
+	h.metrics.countForm(providers.SignedFormRaw)
 	return nil
 }
 

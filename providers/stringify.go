@@ -135,12 +135,12 @@ func (s *stringifier) opos(i int) int { return len(s.out) + i - s.cp }
 
 // need makes room for n more bytes in out.
 func (s *stringifier) need(n int) error {
-	if len(s.out)+n <= cap(s.out) {
-		return nil
-	}
 	total := len(s.out) + n
 	if s.opt.Limit > 0 && total > s.opt.Limit {
 		return ErrStringifyTooLarge
+	}
+	if total <= cap(s.out) {
+		return nil
 	}
 	want := max(total, 2*cap(s.out), len(s.raw))
 	if s.opt.Limit > 0 {
