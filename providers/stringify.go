@@ -176,7 +176,8 @@ func (s *stringifier) dirty(i int) error {
 	return nil
 }
 
-// flush moves the pending span raw[cp:i] into out.
+// flush moves the pending span raw[cp:i] into out, a chunk at a time, each
+// hashed while it is in the cache.
 func (s *stringifier) flush(i int) error {
 	if s.clean {
 		return nil
@@ -184,9 +185,12 @@ func (s *stringifier) flush(i int) error {
 	if err := s.need(i - s.cp); err != nil {
 		return err
 	}
-	s.out = append(s.out, s.raw[s.cp:i]...)
-	s.cp = i
-	s.feed()
+	for s.cp < i {
+		j := min(i, s.cp+feedChunk)
+		s.out = append(s.out, s.raw[s.cp:j]...)
+		s.cp = j
+		s.feed()
+	}
 	return nil
 }
 

@@ -258,6 +258,9 @@ func TestStringifyDifferential(t *testing.T) {
 			}
 		}
 		total += n
+		if total/1000000 != (total-n)/1000000 {
+			t.Logf("%d inputs so far, zero differences", total)
+		}
 	}
 	t.Logf("%d inputs, zero differences from Node: %d refused by both, %d changed by the transform, %d refused past depth %d only by Stringify",
 		total, refused, changed, depth, providers.StringifyMaxDepth)

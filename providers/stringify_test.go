@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha512"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/webhookverify/caddy-webhook-verify/providers"
 )
@@ -200,4 +200,105 @@ func TestStringifyDepth(t *testing.T) {
 	}
 }
 
-var _ = base64.StdEncoding
+
+// The text's buffers come from Alloc and go back through Free; a refused
+// Alloc stops the transform with ErrStringifyBudget, and nothing is kept.
+func TestStringifyAllocFree(t *testing.T) {
+	body := []byte(`{"s":"` + strings.Repeat("\xff", 5000) + `"}`) // grows to 3x
+	live := map[*byte]int{}
+	allocs := 0
+	opt := providers.TextOptions{
+		Alloc: func(n int) []byte {
+			allocs++
+			b := make([]byte, 0, n)
+			live[unsafe.SliceData(b[:1])] = n
+			return b
+		},
+		Free: func(b []byte) {
+			p := unsafe.SliceData(b[:1])
+			if _, ok := live[p]; !ok {
+				t.Fatalf("Free of a buffer Alloc did not return (or freed twice)")
+			}
+			delete(live, p)
+		},
+	}
+	text, _, err := providers.Stringify(body, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(text) != 5000*3+8 || allocs < 2 {
+		t.Fatalf("text %d bytes, %d allocs", len(text), allocs)
+	}
+	if len(live) != 1 || live[unsafe.SliceData(text[:1])] == 0 {
+		t.Fatalf("%d buffers live; want only the text's", len(live))
+	}
+
+	// a budget for one buffer only
+	clear(live)
+	allocs = 0
+	inner := opt.Alloc
+	opt.Alloc = func(n int) []byte {
+		if allocs > 0 {
+			return nil
+		}
+		return inner(n)
+	}
+	if _, _, err := providers.Stringify(body, opt); !errors.Is(err, providers.ErrStringifyBudget) {
+		t.Fatalf("err %v, want ErrStringifyBudget", err)
+	}
+	if len(live) != 0 {
+		t.Fatalf("%d buffers not freed after the refusal", len(live))
+	}
+	// and a Limit under the text's length
+	if _, _, err := providers.Stringify(body, providers.TextOptions{Limit: 10000}); !errors.Is(err, providers.ErrStringifyTooLarge) {
+		t.Fatalf("err %v, want ErrStringifyTooLarge", err)
+	}
+}
+
+// recWriter records the MAC's writes.
+type recWriter struct {
+	macWriter
+	writes []int
+}
+
+func (r *recWriter) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, len(p))
+	return r.macWriter.Write(p)
+}
+
+// The MAC is fed as the text is produced, in chunks, from the first byte
+// that differs; an object reordered after its start was hashed makes the
+// MAC start over, once, at the end; a reorder before that holds the bytes
+// back instead. Each way the MAC is the text's.
+func TestStringifyFeedsAsProduced(t *testing.T) {
+	big := strings.Repeat("x", 300<<10)
+	for _, tc := range []struct {
+		name    string
+		body    string
+		restart bool
+	}{
+		{"pretty", "{\n \"a\": \"" + big + "\",\n \"b\": \"" + big + "\"\n}", false},
+		{"reorder early", `[{"b":1,"a":2,"1":0}, "` + big + `", "` + big + `"]`, false},
+		{"reorder late", `{"b":"` + big + `", "a":"` + big + `", "1":0}`, true},
+		{"duplicate late", `{"a":"` + big + `", "b":"` + big + `", "a":0}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mac := &recWriter{macWriter: *newMACWriter()}
+			text, same, err := providers.Stringify([]byte(tc.body), providers.TextOptions{MAC: mac})
+			if err != nil || same {
+				t.Fatalf("%v, same=%v", err, same)
+			}
+			want := hmac.New(sha512.New, []byte(vectorSecret))
+			want.Write(text)
+			if !hmac.Equal(mac.Sum(nil), want.Sum(nil)) {
+				t.Fatal("the MAC fed is not the text's")
+			}
+			if (mac.resets > 0) != tc.restart {
+				t.Fatalf("%d resets, want restart=%v", mac.resets, tc.restart)
+			}
+			if !tc.restart && len(mac.writes) < 4 {
+				t.Fatalf("the MAC got %d writes (%v): not fed as the text was produced", len(mac.writes), mac.writes)
+			}
+		})
+	}
+}
