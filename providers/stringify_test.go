@@ -200,7 +200,6 @@ func TestStringifyDepth(t *testing.T) {
 	}
 }
 
-
 // The text's buffers come from Alloc and go back through Free; a refused
 // Alloc stops the transform with ErrStringifyBudget, and nothing is kept.
 func TestStringifyAllocFree(t *testing.T) {
