@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -185,4 +186,99 @@ func BenchmarkVerifyStringify(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkStringifyRatio measures the same as BenchmarkStringify, but
+// alternates, in each iteration, one HMAC-SHA512 of the 5 MiB PUBLISH
+// ("compact") with one transform (and one fallback: the transform feeding
+// the HMAC) of the body, and reports their ratios: on a shared, noisy
+// machine both see the same load, so the ratio holds where the absolute
+// times do not.
+//   - x-hmac: the transform alone / one HMAC-SHA512 of 5 MiB
+//   - fallback-x-hmac: the fallback (transform + its HMAC) / the same HMAC
+func BenchmarkStringifyRatio(b *testing.B) {
+	bodies := StringifyBodies(b)
+	unit := bodies[0].Body
+	for _, c := range bodies {
+		b.Run(c.Name, func(b *testing.B) {
+			buf := make([]byte, 0, 2*len(c.Body))
+			alloc := func(n int) []byte {
+				if n <= cap(buf) {
+					return buf[:0]
+				}
+				return make([]byte, 0, n)
+			}
+			m := resetMAC{hmac.New(sha512.New, []byte(secret))}
+			var sum [64]byte
+			var th, tt, tf time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				m.Reset()
+				m.Write(unit)
+				m.Sum(sum[:0])
+				t1 := time.Now()
+				if _, _, err := providers.Stringify(c.Body, providers.TextOptions{Alloc: alloc}); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				m.Reset()
+				if _, _, err := providers.Stringify(c.Body, providers.TextOptions{Alloc: alloc, MAC: m}); err != nil {
+					b.Fatal(err)
+				}
+				m.Sum(sum[:0])
+				t3 := time.Now()
+				th += t1.Sub(t0)
+				tt += t2.Sub(t1)
+				tf += t3.Sub(t2)
+			}
+			b.ReportMetric(float64(tt)/float64(th), "x-hmac")
+			b.ReportMetric(float64(tf)/float64(th), "fallback-x-hmac")
+		})
+	}
+}
+
+// BenchmarkVerifyStringifyRatio alternates the handler's whole ServeHTTP
+// on the 5 MiB compact PUBLISH, whose raw MAC matches, without and with
+// stringify_fallback, and reports on/off (1.00: the option costs nothing
+// there).
+func BenchmarkVerifyStringifyRatio(b *testing.B) {
+	compact := StringifyBodies(b)[0].Body
+	m := hmac.New(sha512.New, []byte(secret))
+	m.Write(compact)
+	sig := "sha512=" + hex.EncodeToString(m.Sum(nil))
+	serveWith := func(h *webhookverify.Handler) func() {
+		rb := &rewindBody{b: compact}
+		r, _ := http.NewRequest(http.MethodPost, "/hook", nil)
+		r.Header.Set("X-Vev-Signature", sig)
+		r.Header.Set("Content-Type", "application/json")
+		w := nopWriter{h: http.Header{}}
+		return func() {
+			rb.off = 0
+			ctx, cancel := context.WithCancel(context.Background())
+			ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddy.NewEmptyReplacer())
+			req := r.WithContext(ctx)
+			req.Body = rb
+			req.ContentLength = int64(len(compact))
+			if err := h.ServeHTTP(w, req, nop); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+			runtime.Gosched()
+		}
+	}
+	off, on := serveWith(StringifyHandler(b, false)), serveWith(StringifyHandler(b, true))
+	for range 16 {
+		off()
+		on()
+	}
+	var toff, ton time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		off()
+		t1 := time.Now()
+		on()
+		ton += time.Since(t1)
+		toff += t1.Sub(t0)
+	}
+	b.ReportMetric(float64(ton)/float64(toff), "on-x-off")
 }

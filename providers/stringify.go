@@ -200,15 +200,27 @@ func (s *stringifier) change(i, next int, repl []byte) error {
 		if err := s.dirty(i); err != nil {
 			return err
 		}
-	} else if err := s.flush(i); err != nil {
-		return err
+	} else if span := i - s.cp; span > 0 {
+		if span > feedChunk {
+			if err := s.flush(i); err != nil {
+				return err
+			}
+		} else {
+			// the common case: a short span, then the replacement
+			if err := s.need(span + len(repl)); err != nil {
+				return err
+			}
+			s.out = append(s.out, s.raw[s.cp:i]...)
+		}
 	}
 	if err := s.need(len(repl)); err != nil {
 		return err
 	}
 	s.out = append(s.out, repl...)
 	s.cp = next
-	s.feed()
+	if s.opt.MAC != nil {
+		s.feed()
+	}
 	return nil
 }
 
