@@ -200,3 +200,40 @@ func sfReason(err error) string {
 	}
 	return err.Error()
 }
+
+// sfSpy counts the calls of the alternate form.
+type sfSpy struct {
+	*providers.Vev
+	calls int
+}
+
+func (s *sfSpy) SignedText(h http.Header, body []byte, opt providers.TextOptions) ([]byte, string, error) {
+	s.calls++
+	return s.Vev.SignedText(h, body, opt)
+}
+
+// A body whose raw MAC matches never reaches the fallback: the option
+// costs such a request nothing.
+func TestSignedFormNotTriedWhenRawMatches(t *testing.T) {
+	h := sfProvision(t, "")
+	spy := &sfSpy{Vev: h.provider.(*providers.Vev)}
+	h.provider = spy
+	for _, tc := range []struct {
+		body, signed string
+		calls        int
+		form         string
+	}{
+		{sfCompact, sfCompact, 0, "raw"},
+		{sfPretty, sfPretty, 0, "raw"},
+		{sfPretty, sfCompact, 1, "stringify"},
+	} {
+		spy.calls = 0
+		rec := &hRecorder{}
+		if err := h.ServeHTTP(httptest.NewRecorder(), sfRequest(context.Background(), tc.body, tc.signed), rec); err != nil {
+			t.Fatal(err)
+		}
+		if f, _ := rec.repl.GetString("http.webhook.signed_form"); spy.calls != tc.calls || f != tc.form || string(rec.body) != tc.signed {
+			t.Fatalf("body %q signed over %q: %d calls, signed_form %q, forwarded %q", tc.body, tc.signed, spy.calls, f, rec.body)
+		}
+	}
+}
