@@ -605,15 +605,6 @@ func (s *stringifier) reorder(f *frame, i int) error {
 	return nil
 }
 
-// strSafe marks the bytes a string copies as they are: printable ASCII
-// but '"' and '\'.
-var strSafe = func() (t [256]bool) {
-	for c := 0x20; c < 0x80; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 const (
 	lo8 = 0x0101010101010101
 	hi8 = 0x8080808080808080
@@ -636,27 +627,44 @@ var fffd = []byte("\uFFFD")
 
 // str transforms the string whose opening quote is at i and returns the
 // offset after its closing quote.
+//
+// It reads the string 8 bytes at a time: special8 marks the bytes that
+// need a look (and, past a marked one, may mark a plain byte, which is
+// then skipped), and each marked byte of the word is handled in turn.
 func (s *stringifier) str(i int) (int, error) {
 	raw := s.raw
 	n := len(raw)
 	i++
+	w := i - 8   // the word m was read from
+	var m uint64 // its marked bytes not handled yet
 	for {
-		for i+8 <= n {
-			if m := special8(binary.LittleEndian.Uint64(raw[i:])); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
+		for m != 0 {
+			p := w + bits.TrailingZeros64(m)>>3
+			m &= m - 1
+			if p >= i {
+				i = p
 				goto special
 			}
-			i += 8
 		}
-		for i < n && strSafe[raw[i]] {
+		if i < w+8 {
+			i = w + 8 // the rest of the word is plain
+		}
+		if i+8 <= n {
+			w = i
+			m = special8(binary.LittleEndian.Uint64(raw[i:]))
+			continue
+		}
+		for i < n && strClass[raw[i]] == clSafe {
 			i++
 		}
 		if i >= n {
 			return 0, ErrStringifySyntax
 		}
 	special:
-		c := raw[i]
-		switch strClass[c] {
+		switch strClass[raw[i]] {
+		case clSafe: // marked past a special byte of the word
+			i++
+			continue
 		case clQuote:
 			return i + 1, nil
 		case clBackslash:
@@ -694,9 +702,10 @@ func (s *stringifier) str(i int) (int, error) {
 	}
 }
 
-// Classes of the bytes str stops at.
+// Classes of the bytes of a string.
 const (
-	clOther     = iota // other non-ASCII: decoded
+	clSafe      = iota // printable ASCII but '"' and '\\': copied as it is
+	clOther            // other non-ASCII: decoded
 	clQuote            // '"'
 	clBackslash        // '\\'
 	clCtl              // below 0x20: an error
@@ -709,6 +718,9 @@ var strClass = func() (t [256]uint8) {
 		t[c] = clCtl
 	}
 	t['"'], t['\\'] = clQuote, clBackslash
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = clOther
+	}
 	for c := 0xC2; c <= 0xDF; c++ {
 		t[c] = clLead2
 	}
