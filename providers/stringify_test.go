@@ -132,17 +132,21 @@ func TestVevSignedTextVectors(t *testing.T) {
 			if v.ContentEncoding != "" {
 				h.Set("Content-Encoding", v.ContentEncoding)
 			}
-			mac := newMACWriter()
-			text, form, err := on.SignedText(h, v.In, providers.TextOptions{MAC: mac})
-			verified := err == nil && hex.EncodeToString(mac.Sum(nil)) == v.HMAC
-			// a body already in stringify form has no second form: its raw
-			// MAC is the stringify MAC, checked (and failed) before
-			if v.Out != nil && bytes.Equal(v.In, *v.Out) && v.Accept {
-				if !errors.Is(err, providers.ErrSameText) {
-					t.Fatalf("SignedText of a body in stringify form: %v, want ErrSameText", err)
+			in := v.In
+			if v.Out != nil && bytes.Equal(v.In, *v.Out) {
+				// a body already in stringify form has no second form (its
+				// raw MAC is the stringify MAC, checked and failed before)
+				mac := newMACWriter()
+				if _, _, err := on.SignedText(h, v.In, providers.TextOptions{MAC: mac}); err == nil || mac.written != 0 {
+					t.Fatalf("SignedText of a body in stringify form: %v, %d bytes hashed; want an error, nothing hashed", err, mac.written)
 				}
-				return
+				// so the headers are checked on the same body behind a
+				// space, whose stringify form is the same
+				in = append([]byte{' '}, v.In...)
 			}
+			mac := newMACWriter()
+			text, form, err := on.SignedText(h, in, providers.TextOptions{MAC: mac})
+			verified := err == nil && hex.EncodeToString(mac.Sum(nil)) == v.HMAC
 			if verified != v.Accept {
 				t.Fatalf("verified = %v (err %v), want %v", verified, err, v.Accept)
 			}
@@ -150,7 +154,7 @@ func TestVevSignedTextVectors(t *testing.T) {
 				t.Fatalf("SignedText = %q, %q", text, form)
 			}
 			// off by default
-			if _, _, err := (&providers.Vev{}).SignedText(h, v.In, providers.TextOptions{}); !errors.Is(err, providers.ErrNoAlternate) {
+			if _, _, err := (&providers.Vev{}).SignedText(h, in, providers.TextOptions{}); !errors.Is(err, providers.ErrNoAlternate) {
 				t.Fatalf("without the option: %v, want ErrNoAlternate", err)
 			}
 		})
