@@ -1,6 +1,6 @@
 // Generates vectors.jsonl: every case of the research's tables (V1-V63,
-// B1-B32; shared/research/vev-stringify.md section 7), the two end-to-end
-// checks of its section 7.3, and the differences the differential fuzzer
+// B1-B32; shared/research/vev-stringify.md section 7), a PUBLISH in three
+// encodings, the two end-to-end checks of its section 7.3, and the differences the differential fuzzer
 // found (fuzz-found.jsonl, appended as it finds them), each with what Node
 // itself produces:
 //
@@ -31,6 +31,21 @@ function b(...parts) {
 // 5^1075 * 10^-1075.
 const five = (5n ** 1075n).toString();
 const half = five[0] + '.' + five.slice(1) + 'e-' + (1075 - (five.length - 1));
+
+// A Vev PUBLISH event (vevepeter/webhook-reciever src/types.ts) with an
+// HTML page: quotes, <, >, &, non-ASCII, a U+2028, an emoji.
+function publish() {
+  const html = '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Caf\u00e9 & cr\u00e8me</title>' +
+    '<script>var a = "x</p>" && 1 < 2;</script></head><body><div class="card" data-x=\'1\'>' +
+    'Na\u00efve \u2014 5 > 3 &amp; &lt;b&gt; \u65e5\u672c\u8a9e \ud83d\ude80 \u2028 line</div>\n</body></html>';
+  return JSON.stringify({
+    event: 'PUBLISH', hosting: 'hosting_1', id: 'evt_publish_1',
+    payload: {
+      pages: [{ html, path: '/index.html', title: 'Caf\u00e9', index: true, viewerUrl: 'https://vev.design/v/x', downloadUrl: 'https://cdn.vev.design/x.zip' }],
+      projectId: 'p1', projectTitle: 'Site', pluginsData: { '10': { a: 1 }, '2': [1.5, -0, 1e21] },
+    },
+  });
+}
 
 const cases = [
   ['V1', '{"b":1,"a":2,"c":3}'],
@@ -132,6 +147,12 @@ const cases = [
   ['B30', '{"a":1}{"b":2}'],
   ['B31', b('{"a":1}', [0xff])],
   ['B32', b('{"a":1}', [0xe2, 0x80, 0xa8])],
+
+  // research 5.2: a realistic PUBLISH in three encodings (compact as Vev
+  // sends it, pretty-printed, Go's HTML escapes); all three hash alike
+  ['PUBLISH compact', publish()],
+  ['PUBLISH pretty', JSON.stringify(JSON.parse(publish()), null, 2)],
+  ['PUBLISH Go-escaped', publish().replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026')],
 
   // research 7.3: the HMACs of these two are published there
   ['PING pretty', '{\n  "event": "PING",\n  "id": "e1"\n}'],
