@@ -136,7 +136,7 @@ func TestSignedFormRefusals(t *testing.T) {
 		{"wrong MAC", sfPretty, sfCompact + " ", "no matching signature (nor over its stringify form)"},
 		{"not JSON", "{not json", "{not json}", "no matching signature (stringify form: body is not a JSON object or array JSON.parse accepts)"},
 		{"already compact", sfCompact, sfCompact + "x", "no matching signature (stringify form: the body is in that form already)"},
-		{"text over max_body_size", invalid, `{"s":"` + strings.Repeat("\uFFFD", 400) + `"}`, "no matching signature (stringify form: stringify form over the size limit)"},
+		{"text over max_body_size", invalid, `{"s":"` + strings.Repeat("\uFFFD", 400) + `"}`, "no matching signature (stringify form: the text is over the size limit)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &hRecorder{}

@@ -57,7 +57,7 @@ var (
 	// ErrStringifyDepth: nested deeper than StringifyMaxDepth.
 	ErrStringifyDepth = errors.New("JSON nested too deeply")
 	// ErrStringifyTooLarge: the text would exceed TextOptions.Limit.
-	ErrStringifyTooLarge = errors.New("stringify form over the size limit")
+	ErrStringifyTooLarge = errors.New("the text is over the size limit")
 	// ErrStringifyBudget: TextOptions.Alloc refused a buffer.
 	ErrStringifyBudget = errors.New("no memory budget left for the stringify form")
 )
