@@ -33,6 +33,7 @@ type verifiedBody struct {
 	released bool
 	header   http.Header // as verified; later handlers may change r.Header
 	vals     []string    // nil until a field is read
+	form     string      // the signed form when not the raw body (signed_form.go)
 
 	handed bool // the request's context releases it; request goroutine only
 }
@@ -130,6 +131,9 @@ func (b *verifiedBody) placeholder(key string) (any, bool) {
 	}
 	if key == placeholderPrefix+"provider" {
 		return b.h.name, true
+	}
+	if key == placeholderPrefix+"signed_form" {
+		return b.signedForm(), true
 	}
 	for i, f := range b.h.fields {
 		if f == key {

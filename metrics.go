@@ -81,11 +81,12 @@ type handlerMetrics struct {
 	bytes    prometheus.Observer
 	duration prometheus.Observer
 	buffered prometheus.Gauge
+	forms    map[string]prometheus.Counter // by signed form (signed_form.go)
 }
 
 func newHandlerMetrics(ctx caddy.Context, provider string) (*handlerMetrics, error) {
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
-		for _, c := range []prometheus.Collector{requestsTotal, bodyBytes, verifyDuration, bufferedBytes,
+		for _, c := range []prometheus.Collector{requestsTotal, bodyBytes, verifyDuration, bufferedBytes, signedFormTotal,
 			queueMetrics.enqueue, queueMetrics.delivery, queueMetrics.attempts, queueMetrics.dead, queueStates} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
@@ -100,6 +101,7 @@ func newHandlerMetrics(ctx caddy.Context, provider string) (*handlerMetrics, err
 		bytes:    bodyBytes.WithLabelValues(provider),
 		duration: verifyDuration.WithLabelValues(provider),
 		buffered: bufferedBytes.WithLabelValues(provider),
+		forms:    formCounters(provider),
 	}
 	for _, o := range allOutcomes {
 		m.outcomes[o] = requestsTotal.WithLabelValues(provider, o)

@@ -168,9 +168,19 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 	}
 	key, err := h.keys.verify(signed, macs, msg)
 	if err != nil {
-		return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, err))
+		if signed.Scheme != providers.SchemeHMAC {
+			return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, err))
+		}
+		// the provider's alternate signed form, if any (Vev's
+		// stringify_fallback): signed_form.go
+		if key, err = h.verifyAlternate(r, signed, body, err); err != nil {
+			return h.refuseAlternate(w, r, err)
+		}
+		body.key = key
+		return nil
 	}
 	body.key = key
+	h.metrics.countForm(providers.SignedFormRaw)
 	return nil
 }
 

@@ -65,12 +65,41 @@ no_redis() {
 	fi
 }
 
+echo "== stringify vectors: Node regenerates testdata/stringify/vectors.jsonl"
+# Vev's stringify_fallback is checked against Node: the committed vectors
+# must be exactly what Node makes of them today (gen.js), and the
+# differential fuzzer below needs node too.
+if command -v node >/dev/null 2>&1; then
+	if ! node testdata/stringify/gen.js | diff -u testdata/stringify/vectors.jsonl -; then
+		echo "test.sh: testdata/stringify/vectors.jsonl differs from what Node makes (node testdata/stringify/gen.js > testdata/stringify/vectors.jsonl)" >&2
+		exit 1
+	fi
+elif [ "${CI:-}" = true ]; then
+	echo "test.sh: node is required under CI=true (apt-get install nodejs)" >&2
+	exit 1
+else
+	echo "test.sh: WARNING: node is not installed: the stringify vectors were not regenerated and the tests against Node skip" >&2
+fi
+
 echo "== go test -race"
 no_redis
 go test -race -count=1 -timeout 10m ./...
 
 echo "== benchmarks, once each (so they never rot; figures: BENCHMARKS.md)"
 go test -run '^$' -bench . -benchtime=1x -count=1 ./...
+
+echo "== stringify: differential test against Node, 20 s"
+# Generated, mutated and random JSON through Stringify and a long-running
+# node; any difference fails (and is written to
+# testdata/stringify/fuzz-found.jsonl). Skips without node, fails under CI.
+log=$(mktemp)
+if ! go test -run '^TestStringifyDifferential$' -count=1 -v ./providers -stringify.time="${STRINGIFY_TIME:-20s}" >"$log" 2>&1; then
+	cat "$log" >&2
+	rm -f "$log"
+	exit 1
+fi
+grep -E 'seed|inputs|SKIP' "$log" || true
+rm -f "$log"
 
 echo "== fuzz, 10 s per target"
 # Every Fuzz* target of every package, found with go test -list so that a

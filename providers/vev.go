@@ -21,7 +21,18 @@ func init() {
 // {"id", "hosting", "event", "payload"}: "id", "event" and "hosting" become
 // {http.webhook.id}, {http.webhook.event} and {http.webhook.hosting}.
 // PUBLISH payloads carry whole HTML pages, several MiB being normal.
-type Vev struct{}
+//
+// With StringifyFallback, a body whose raw MAC does not match is also
+// verified over JSON.stringify(JSON.parse(body)), which is what Vev's own
+// Node receiver hashes (see vev_stringify.go).
+type Vev struct {
+	// StringifyFallback, when true, verifies a body whose raw MAC does not
+	// match over its JSON.stringify form, exactly as Node produces it, and
+	// forwards that form (the text Vev signed) instead of the raw body. For
+	// senders or proxies that re-encode Vev's JSON (pretty-printing,
+	// escapes); off by default.
+	StringifyFallback bool `json:"stringify_fallback,omitempty"`
+}
 
 // CaddyModule returns the Caddy module information.
 func (Vev) CaddyModule() caddy.ModuleInfo {
@@ -50,4 +61,8 @@ func (Vev) Describe(_ http.Header, body []byte, vals []string) {
 }
 
 // Interface guards
-var _ Provider = (*Vev)(nil)
+var (
+	_ Provider        = (*Vev)(nil)
+	_ AlternateForm   = (*Vev)(nil)
+	_ CaddyfileOption = (*Vev)(nil)
+)

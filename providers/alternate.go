@@ -1,0 +1,72 @@
+package providers
+
+import (
+	"errors"
+	"io"
+	"net/http"
+)
+
+// AlternateForm is implemented by senders whose signature may cover a text
+// other than the raw body: a form that the sender's own receiver computes
+// from the body, such as Vev's Node receiver, which verifies the HMAC of
+// JSON.stringify(JSON.parse(body)) (Vev's stringify_fallback option).
+//
+// The handler calls SignedText only after the raw body's MAC matched none
+// of the request's signatures, with the whole body as read. SignedText
+// returns the alternate text, writing it to opt.MAC as it produces it (the
+// MAC has the Signed.Prefix written already), and the form's name, the
+// value of {http.webhook.signed_form}. The request is verified when that
+// MAC matches; then the text, not the raw body, is what the gateway
+// forwards (or stores), so that the backend receives exactly the bytes that
+// were signed.
+//
+// An error means the request has no alternate form (the option is off, its
+// headers or body rule it out, or the text equals the raw body, whose MAC
+// failed already): the request is refused. ErrAlternateBudget means the
+// handler's memory budget ran out (opt.Alloc returned nil).
+type AlternateForm interface {
+	SignedText(h http.Header, body []byte, opt TextOptions) (text []byte, form string, err error)
+}
+
+// Signed forms: the values of {http.webhook.signed_form}.
+const (
+	SignedFormRaw       = "raw"
+	SignedFormStringify = "stringify"
+)
+
+// Errors of SignedText.
+var (
+	// ErrNoAlternate: the sender has no alternate form configured.
+	ErrNoAlternate = errors.New("no alternate form")
+	// ErrSameText: the alternate text is the raw body, whose MAC failed.
+	ErrSameText = errors.New("the body is in that form already")
+	// ErrAlternateBudget: TextOptions.Alloc refused a buffer.
+	ErrAlternateBudget = ErrStringifyBudget
+)
+
+// ResettableWriter is a MAC that an alternate form is written to: Reset
+// brings it back to its state before the first Write (keyed, with any
+// Signed.Prefix written).
+type ResettableWriter interface {
+	io.Writer
+	Reset()
+}
+
+// TextOptions says where an alternate text goes. The zero value builds it
+// with make and feeds no MAC.
+type TextOptions struct {
+	// MAC, if not nil, is fed the text as it is produced, starting at the
+	// first byte that differs from the body. When the text equals the body
+	// nothing at all is written to it.
+	MAC ResettableWriter
+
+	// Alloc, if not nil, returns an empty buffer with room for at least n
+	// bytes, or nil when no memory budget is left; Free takes back a
+	// buffer Alloc returned that is no longer used. The returned text is
+	// in a buffer from Alloc.
+	Alloc func(n int) []byte
+	Free  func([]byte)
+
+	// Limit, if positive, is the longest text accepted.
+	Limit int
+}

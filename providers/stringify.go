@@ -1,0 +1,946 @@
+package providers
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math"
+	"math/bits"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// The JSON.stringify form.
+//
+// Stringify produces exactly the bytes Node (V8) produces for
+//
+//	Buffer.from(JSON.stringify(JSON.parse(text)), "utf8")
+//
+// where text is the body decoded as body-parser's json() decodes it: one
+// leading UTF-8 BOM stripped, invalid UTF-8 replaced by U+FFFD per maximal
+// subpart (the WHATWG decoder), and the first character after JSON white
+// space required to be '{' or '['. That is the text Vev's documented Node
+// receiver hashes. In one pass over the body it:
+//
+//   - drops white space outside strings;
+//   - re-escapes strings as QuoteJSONString does: only '"', '\', U+0000 to
+//     U+001F (the short escapes, else \u00xx in lower case) and lone
+//     surrogates (\udxxx, lower case) are escaped; "\/", "\u003c", a valid
+//     escaped surrogate pair and every other escape become the character;
+//   - prints numbers as Number::toString does (shortest round trip, fixed
+//     notation for 1e-6 <= |x| < 1e21, else "1e+21"-style exponents; -0 is
+//     0; an overflow is null);
+//   - puts an object's array-index keys ("0" to "4294967294" in canonical
+//     form) first in numeric order, then the others in order of first
+//     appearance; a repeated key keeps its first position and its last value.
+//
+// The output is built in a buffer and, when a MAC is given, written to it as
+// it is produced; nothing is written before the first byte that differs from
+// the body (a body already in stringify form costs a scan and no hashing).
+// An object whose keys are not already in that order is rewritten in the
+// buffer when it closes; the bytes from its start are held back from the MAC
+// until then (or, if they were written already, the MAC is reset and fed the
+// whole text at the end: at most twice the text's length is hashed).
+
+// StringifyMaxDepth is the deepest nesting of objects and arrays Stringify
+// accepts. V8's JSON.stringify itself throws beyond about 4,000 levels (the
+// exact figure depends on the stack); a body nested deeper than this cap is
+// refused, which fails closed.
+const StringifyMaxDepth = 1000
+
+// Errors of Stringify.
+var (
+	// ErrStringifySyntax: the body is not text that JSON.parse accepts (or
+	// its first character is not '{' or '['), so Vev's receiver refuses it.
+	ErrStringifySyntax = errors.New("body is not a JSON object or array JSON.parse accepts")
+	// ErrStringifyDepth: nested deeper than StringifyMaxDepth.
+	ErrStringifyDepth = errors.New("JSON nested too deeply")
+	// ErrStringifyTooLarge: the text would exceed TextOptions.Limit.
+	ErrStringifyTooLarge = errors.New("the text is over the size limit")
+	// ErrStringifyBudget: TextOptions.Alloc refused a buffer.
+	ErrStringifyBudget = errors.New("no memory budget left for the stringify form")
+)
+
+// Stringify returns JSON.stringify(JSON.parse(body)) as Node produces it
+// (see above). same reports that the text equals body: then text is body
+// itself (no copy is made) and nothing was written to opt.MAC.
+func Stringify(body []byte, opt TextOptions) (text []byte, same bool, err error) {
+	s := stringifier{raw: body, opt: opt, clean: true, hold: -1}
+	err = s.run()
+	if err != nil {
+		if s.out != nil && opt.Free != nil {
+			opt.Free(s.out)
+		}
+		return nil, false, err
+	}
+	if s.clean {
+		return body, true, nil
+	}
+	if opt.MAC != nil {
+		if s.restart {
+			opt.MAC.Reset()
+			s.fed = 0
+		}
+		opt.MAC.Write(s.out[s.fed:])
+	}
+	return s.out, false, nil
+}
+
+type stringifier struct {
+	raw []byte
+	opt TextOptions
+
+	// The output is out followed by the pending span raw[cp:i] of bytes
+	// copied unchanged. While clean, nothing has changed yet: out is empty
+	// and cp is 0, so the output so far is raw[:i]. In both states the
+	// output offset of raw position i is len(out)+i-cp.
+	clean bool
+	cp    int
+	out   []byte
+
+	fed     int  // bytes of out written to the MAC
+	hold    int  // out from here on may still be reordered (-1: none)
+	badOpen int  // open objects to be reordered at their close
+	restart bool // out was fed past a reordered object: rehash at the end
+
+	frames  []frame
+	members []member
+	scratch []byte
+	order   []int
+	pos     map[string]int // reorder's first places of plain keys
+}
+
+// frame is an open object or array.
+type frame struct {
+	obj       bool
+	start     int   // output offset of its '{'
+	mbase     int   // its first entry in members
+	lastIndex int64 // the last array-index key, -1 before one
+	seenPlain bool  // a key that is not an array index came
+	bad       bool  // keys out of JS order or repeated: reorder at close
+	keys      map[string]struct{}
+}
+
+// member is an object member's place in the output.
+type member struct {
+	keyStart, keyEnd, valEnd int
+	index                    int64 // the key's array index, or -1
+}
+
+// feedChunk is how much text is hashed at once (a variable for the tests).
+var feedChunk = 64 << 10
+
+func (s *stringifier) opos(i int) int { return len(s.out) + i - s.cp }
+
+// need makes room for n more bytes in out.
+func (s *stringifier) need(n int) error {
+	total := len(s.out) + n
+	if s.opt.Limit > 0 && total > s.opt.Limit {
+		return ErrStringifyTooLarge
+	}
+	if total <= cap(s.out) {
+		return nil
+	}
+	want := max(total, 2*cap(s.out), len(s.raw))
+	if s.opt.Limit > 0 {
+		want = min(want, s.opt.Limit)
+	}
+	var nb []byte
+	if s.opt.Alloc != nil {
+		if nb = s.opt.Alloc(want); nb == nil {
+			return ErrStringifyBudget
+		}
+	} else {
+		nb = make([]byte, 0, want)
+	}
+	nb = append(nb, s.out...)
+	if s.out != nil && s.opt.Free != nil {
+		s.opt.Free(s.out)
+	}
+	s.out = nb
+	return nil
+}
+
+// dirty leaves the clean state: the output so far, raw[:i], is copied out.
+func (s *stringifier) dirty(i int) error {
+	if !s.clean {
+		return nil
+	}
+	s.clean = false
+	if err := s.need(i); err != nil {
+		return err
+	}
+	s.out = append(s.out, s.raw[:i]...)
+	s.cp = i
+	return nil
+}
+
+// flush moves the pending span raw[cp:i] into out, a chunk at a time, each
+// hashed while it is in the cache.
+func (s *stringifier) flush(i int) error {
+	if s.clean {
+		return nil
+	}
+	if err := s.need(i - s.cp); err != nil {
+		return err
+	}
+	for s.cp < i {
+		j := min(i, s.cp+feedChunk)
+		s.out = append(s.out, s.raw[s.cp:j]...)
+		s.cp = j
+		s.feed()
+	}
+	return nil
+}
+
+// change replaces raw[i:next] with repl in the output.
+func (s *stringifier) change(i, next int, repl []byte) error {
+	if s.clean {
+		if err := s.dirty(i); err != nil {
+			return err
+		}
+	} else if span := i - s.cp; span > 0 {
+		if span > feedChunk {
+			if err := s.flush(i); err != nil {
+				return err
+			}
+		} else {
+			// the common case: a short span, then the replacement
+			if err := s.need(span + len(repl)); err != nil {
+				return err
+			}
+			s.out = append(s.out, s.raw[s.cp:i]...)
+		}
+	}
+	if err := s.need(len(repl)); err != nil {
+		return err
+	}
+	s.out = append(s.out, repl...)
+	s.cp = next
+	if s.opt.MAC != nil {
+		s.feed()
+	}
+	return nil
+}
+
+// feed writes to the MAC what of out is final, in chunks.
+func (s *stringifier) feed() {
+	if s.opt.MAC == nil || s.restart {
+		return
+	}
+	end := len(s.out)
+	if s.hold >= 0 && s.hold < end {
+		end = s.hold
+	}
+	if end-s.fed >= feedChunk {
+		s.opt.MAC.Write(s.out[s.fed:end])
+		s.fed = end
+	}
+}
+
+// view returns the output bytes [a, b), b being at most opos(i).
+func (s *stringifier) view(a, b, i int) ([]byte, error) {
+	if s.clean {
+		return s.raw[a:b], nil
+	}
+	if b > len(s.out) {
+		if err := s.flush(i); err != nil {
+			return nil, err
+		}
+	}
+	return s.out[a:b], nil
+}
+
+func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// ws skips JSON white space from i, dropping it from the output.
+func (s *stringifier) ws(i int) (int, error) {
+	j := i
+	for j < len(s.raw) && isWS(s.raw[j]) {
+		j++
+	}
+	if j > i {
+		if err := s.change(i, j, nil); err != nil {
+			return 0, err
+		}
+	}
+	return j, nil
+}
+
+func (s *stringifier) run() error {
+	raw := s.raw
+	i := 0
+	if len(raw) >= 3 && raw[0] == 0xEF && raw[1] == 0xBB && raw[2] == 0xBF {
+		if err := s.change(0, 3, nil); err != nil {
+			return err
+		}
+		i = 3
+	}
+	i, err := s.ws(i)
+	if err != nil {
+		return err
+	}
+	if i >= len(raw) || (raw[i] != '{' && raw[i] != '[') {
+		return ErrStringifySyntax
+	}
+	if i, err = s.document(i); err != nil {
+		return err
+	}
+	if i, err = s.ws(i); err != nil {
+		return err
+	}
+	if i != len(raw) {
+		return ErrStringifySyntax
+	}
+	return s.flush(i)
+}
+
+// document transforms the value at i, an object or an array, and returns
+// the offset after it. It keeps its own stack: no recursion.
+func (s *stringifier) document(i int) (int, error) {
+	raw := s.raw
+	var err error
+value:
+	if i >= len(raw) {
+		return 0, ErrStringifySyntax
+	}
+	switch c := raw[i]; {
+	case c == '{' || c == '[':
+		if len(s.frames) >= StringifyMaxDepth {
+			return 0, ErrStringifyDepth
+		}
+		s.frames = append(s.frames, frame{obj: c == '{', start: s.opos(i), mbase: len(s.members), lastIndex: -1})
+		if i, err = s.ws(i + 1); err != nil {
+			return 0, err
+		}
+		if i < len(raw) && raw[i] == c+2 { // '{'+2 == '}', '['+2 == ']'
+			s.frames = s.frames[:len(s.frames)-1]
+			i++
+			goto after
+		}
+		if c == '{' {
+			goto key
+		}
+		goto value
+	case c == '"':
+		if i, err = s.str(i); err != nil {
+			return 0, err
+		}
+	case c == '-' || ('0' <= c && c <= '9'):
+		if i, err = s.num(i); err != nil {
+			return 0, err
+		}
+	case c == 't':
+		i, err = literal(raw, i, "true")
+	case c == 'f':
+		i, err = literal(raw, i, "false")
+	case c == 'n':
+		i, err = literal(raw, i, "null")
+	default:
+		return 0, ErrStringifySyntax
+	}
+	if err != nil {
+		return 0, err
+	}
+
+after:
+	if len(s.frames) == 0 {
+		return i, nil
+	}
+	{
+		f := &s.frames[len(s.frames)-1]
+		if f.obj {
+			s.members[len(s.members)-1].valEnd = s.opos(i)
+		}
+		if i, err = s.ws(i); err != nil {
+			return 0, err
+		}
+		if i >= len(raw) {
+			return 0, ErrStringifySyntax
+		}
+		switch raw[i] {
+		case ',':
+			if i, err = s.ws(i + 1); err != nil {
+				return 0, err
+			}
+			if f.obj {
+				goto key
+			}
+			goto value
+		case '}', ']':
+			if (raw[i] == '}') != f.obj {
+				return 0, ErrStringifySyntax
+			}
+			i++
+			if f.obj && f.bad {
+				if err = s.reorder(f, i); err != nil {
+					return 0, err
+				}
+			}
+			if f.obj {
+				s.members = s.members[:f.mbase]
+			}
+			s.frames = s.frames[:len(s.frames)-1]
+			goto after
+		}
+		return 0, ErrStringifySyntax
+	}
+
+key:
+	if i >= len(raw) || raw[i] != '"' {
+		return 0, ErrStringifySyntax
+	}
+	{
+		ks := s.opos(i)
+		if i, err = s.str(i); err != nil {
+			return 0, err
+		}
+		ke := s.opos(i)
+		if err = s.checkKey(ks, ke, i); err != nil {
+			return 0, err
+		}
+		if i, err = s.ws(i); err != nil {
+			return 0, err
+		}
+		if i >= len(raw) || raw[i] != ':' {
+			return 0, ErrStringifySyntax
+		}
+		if i, err = s.ws(i + 1); err != nil {
+			return 0, err
+		}
+	}
+	goto value
+}
+
+func literal(raw []byte, i int, lit string) (int, error) {
+	if len(raw)-i < len(lit) || string(raw[i:i+len(lit)]) != lit {
+		return 0, ErrStringifySyntax
+	}
+	return i + len(lit), nil
+}
+
+// arrayIndex reports whether the key (its output text, without quotes) is
+// an array index: "0", or a canonical decimal up to 4294967294. Digits are
+// never escaped in the output, so the output text is the decoded key.
+func arrayIndex(k []byte) (int64, bool) {
+	if len(k) == 0 || len(k) > 10 || (k[0] == '0' && len(k) > 1) {
+		return -1, false
+	}
+	var n int64
+	for _, c := range k {
+		if c < '0' || c > '9' {
+			return -1, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if n > 4294967294 {
+		return -1, false
+	}
+	return n, true
+}
+
+// checkKey records the member whose key is the output [ks, ke) and checks
+// that the object's keys are still in JS order with no repeat. Two keys are
+// the same property exactly when their output texts are equal (the escaping
+// is a function of the decoded string, and one-to-one).
+func (s *stringifier) checkKey(ks, ke, i int) error {
+	f := &s.frames[len(s.frames)-1]
+	kb, err := s.view(ks, ke, i)
+	if err != nil {
+		return err
+	}
+	idx, isIdx := arrayIndex(kb[1 : len(kb)-1])
+	if !f.bad {
+		if isIdx {
+			if f.seenPlain || idx <= f.lastIndex {
+				s.markBad(f)
+			} else {
+				f.lastIndex = idx
+			}
+		} else {
+			f.seenPlain = true
+			if s.repeated(f, kb) {
+				s.markBad(f)
+			}
+		}
+	}
+	s.members = append(s.members, member{keyStart: ks, keyEnd: ke, valEnd: -1, index: idx})
+	return nil
+}
+
+const linearKeys = 8
+
+// repeated reports whether the plain key kb came before in f (and records
+// it). The members before it are in order, with no repeat.
+func (s *stringifier) repeated(f *frame, kb []byte) bool {
+	ms := s.members[f.mbase:]
+	if f.keys == nil && len(ms) < linearKeys {
+		for _, m := range ms {
+			if m.index < 0 && m.keyEnd-m.keyStart == len(kb) {
+				prev, _ := s.view(m.keyStart, m.keyEnd, 0)
+				if bytes.Equal(prev, kb) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if f.keys == nil {
+		f.keys = make(map[string]struct{}, 2*linearKeys)
+		for _, m := range ms {
+			if m.index < 0 {
+				prev, _ := s.view(m.keyStart, m.keyEnd, 0)
+				f.keys[string(prev)] = struct{}{}
+			}
+		}
+	}
+	if _, ok := f.keys[string(kb)]; ok {
+		return true
+	}
+	f.keys[string(kb)] = struct{}{}
+	return false
+}
+
+// markBad marks f for reordering at its close and holds its output back
+// from the MAC until then.
+func (s *stringifier) markBad(f *frame) {
+	f.bad = true
+	f.keys = nil
+	s.badOpen++
+	if s.fed > f.start {
+		s.restart = true
+	}
+	if s.hold < 0 || f.start < s.hold {
+		s.hold = f.start
+	}
+}
+
+// reorder rewrites the object f, which closed just before raw offset i, in
+// JS property order: array indices ascending, then the other keys in order
+// of first appearance; a repeated key keeps its first place, its last value.
+func (s *stringifier) reorder(f *frame, i int) error {
+	if err := s.dirty(i); err != nil {
+		return err
+	}
+	if err := s.flush(i); err != nil {
+		return err
+	}
+	ms := s.members[f.mbase:]
+	order := s.order[:0]
+	// array indices, ascending; the last of equal ones wins
+	for k, m := range ms {
+		if m.index >= 0 {
+			order = append(order, k)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch x, y := ms[a].index, ms[b].index; {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	})
+	w := 0
+	for _, k := range order {
+		if w > 0 && ms[order[w-1]].index == ms[k].index {
+			order[w-1] = k
+			continue
+		}
+		order[w] = k
+		w++
+	}
+	order = order[:w]
+	// the other keys, first place and last value
+	nIdx := len(order)
+	plain := len(ms) - nIdx
+	if plain > linearKeys && s.pos == nil {
+		s.pos = make(map[string]int)
+	}
+	for k, m := range ms {
+		if m.index >= 0 {
+			continue
+		}
+		kb := s.out[m.keyStart:m.keyEnd]
+		if plain <= linearKeys {
+			found := false
+			for p := nIdx; p < len(order); p++ {
+				if q := ms[order[p]]; bytes.Equal(s.out[q.keyStart:q.keyEnd], kb) {
+					order[p] = k
+					found = true
+					break
+				}
+			}
+			if !found {
+				order = append(order, k)
+			}
+			continue
+		}
+		if p, ok := s.pos[string(kb)]; ok {
+			order[p] = k
+			continue
+		}
+		s.pos[string(kb)] = len(order)
+		order = append(order, k)
+	}
+	clear(s.pos)
+	sc := append(s.scratch[:0], '{')
+	for n, k := range order {
+		if n > 0 {
+			sc = append(sc, ',')
+		}
+		sc = append(sc, s.out[ms[k].keyStart:ms[k].valEnd]...)
+	}
+	sc = append(sc, '}')
+	// never longer than the object: members are dropped, none added
+	s.out = append(s.out[:f.start], sc...)
+	s.scratch, s.order = sc[:0], order[:0]
+	s.badOpen--
+	if s.badOpen == 0 {
+		s.hold = -1
+	}
+	s.feed()
+	return nil
+}
+
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// special8 returns a mask whose lowest set bit (if any) is the high bit of
+// the first of the 8 bytes of x (little endian) that a string does not
+// copy as it is: below 0x20, '"', '\\', or at least 0x80. (The classic SWAR
+// byte tests; a borrow can set bits above the first match, never below.)
+func special8(x uint64) uint64 {
+	ctl := (x - 0x20*lo8) &^ x
+	q := x ^ ('"' * lo8)
+	q = (q - lo8) &^ q
+	bs := x ^ ('\\' * lo8)
+	bs = (bs - lo8) &^ bs
+	return (ctl | q | bs | x) & hi8
+}
+
+var fffd = []byte("\uFFFD")
+
+// str transforms the string whose opening quote is at i and returns the
+// offset after its closing quote.
+//
+// It reads the string 8 bytes at a time: special8 marks the bytes that
+// need a look (and, past a marked one, may mark a plain byte, which is
+// then skipped), and each marked byte of the word is handled in turn.
+func (s *stringifier) str(i int) (int, error) {
+	raw := s.raw
+	n := len(raw)
+	i++
+	w := i - 8   // the word m was read from
+	var m uint64 // its marked bytes not handled yet
+	for {
+		for m != 0 {
+			p := w + bits.TrailingZeros64(m)>>3
+			m &= m - 1
+			if p >= i {
+				i = p
+				goto special
+			}
+		}
+		if i < w+8 {
+			i = w + 8 // the rest of the word is plain
+		}
+		if i+8 <= n {
+			w = i
+			m = special8(binary.LittleEndian.Uint64(raw[i:]))
+			continue
+		}
+		for i < n && strClass[raw[i]] == clSafe {
+			i++
+		}
+		if i >= n {
+			return 0, ErrStringifySyntax
+		}
+	special:
+		switch strClass[raw[i]] {
+		case clSafe: // marked past a special byte of the word
+			i++
+			continue
+		case clQuote:
+			return i + 1, nil
+		case clBackslash:
+			if i+1 < n && shortEscape[raw[i+1]] {
+				i += 2
+				continue
+			}
+			var err error
+			if i, err = s.escape(i); err != nil {
+				return 0, err
+			}
+			continue
+		case clCtl:
+			return 0, ErrStringifySyntax
+		case clLead2:
+			if i+1 < n && raw[i+1]&0xC0 == 0x80 {
+				i += 2
+				continue
+			}
+		case clLead3:
+			if i+2 < n && raw[i+1]&0xC0 == 0x80 && raw[i+2]&0xC0 == 0x80 {
+				i += 3
+				continue
+			}
+		}
+		if r, size := utf8.DecodeRune(raw[i:]); r != utf8.RuneError || size > 1 {
+			i += size
+			continue
+		}
+		size := invalidUTF8(raw[i:])
+		if err := s.change(i, i+size, fffd); err != nil {
+			return 0, err
+		}
+		i += size
+	}
+}
+
+// Classes of the bytes of a string.
+const (
+	clSafe      = iota // printable ASCII but '"' and '\\': copied as it is
+	clOther            // other non-ASCII: decoded
+	clQuote            // '"'
+	clBackslash        // '\\'
+	clCtl              // below 0x20: an error
+	clLead2            // C2-DF: a 2-byte sequence's lead
+	clLead3            // E1-EC, EE, EF: a 3-byte lead whose next byte is any continuation
+)
+
+var strClass = func() (t [256]uint8) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = clCtl
+	}
+	t['"'], t['\\'] = clQuote, clBackslash
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = clOther
+	}
+	for c := 0xC2; c <= 0xDF; c++ {
+		t[c] = clLead2
+	}
+	for c := 0xE1; c <= 0xEF; c++ {
+		if c != 0xED {
+			t[c] = clLead3
+		}
+	}
+	return t
+}()
+
+// shortEscape marks the escapes JSON.stringify writes as they are.
+var shortEscape = func() (t [256]bool) {
+	for _, c := range `"\\bfnrt` {
+		t[c] = true
+	}
+	return t
+}()
+
+// invalidUTF8 returns the length of the maximal subpart at the start of b,
+// which is not valid UTF-8: the bytes the WHATWG decoder (Node's) turns
+// into one U+FFFD.
+func invalidUTF8(b []byte) int {
+	lo, hi := byte(0x80), byte(0xBF)
+	var n int
+	switch c := b[0]; {
+	case 0xC2 <= c && c <= 0xDF:
+		n = 2
+	case c == 0xE0:
+		n, lo = 3, 0xA0
+	case c == 0xED:
+		n, hi = 3, 0x9F
+	case 0xE1 <= c && c <= 0xEF:
+		n = 3
+	case c == 0xF0:
+		n, lo = 4, 0x90
+	case c == 0xF4:
+		n, hi = 4, 0x8F
+	case 0xF1 <= c && c <= 0xF3:
+		n = 4
+	default:
+		return 1
+	}
+	k := 1
+	for ; k < n && k < len(b); k++ {
+		if b[k] < lo || b[k] > hi {
+			break
+		}
+		lo, hi = 0x80, 0xBF
+	}
+	return k
+}
+
+func unhex4(b []byte) (rune, bool) {
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+const hexLower = "0123456789abcdef"
+
+// escape transforms the escape at i (a backslash) and returns the offset
+// after it.
+func (s *stringifier) escape(i int) (int, error) {
+	raw := s.raw
+	if i+1 >= len(raw) {
+		return 0, ErrStringifySyntax
+	}
+	switch raw[i+1] {
+	case '"', '\\', 'b', 'f', 'n', 'r', 't':
+		return i + 2, nil
+	case '/':
+		return i + 2, s.change(i, i+2, []byte{'/'})
+	case 'u':
+	default:
+		return 0, ErrStringifySyntax
+	}
+	if len(raw)-i < 6 {
+		return 0, ErrStringifySyntax
+	}
+	r, ok := unhex4(raw[i+2:])
+	if !ok {
+		return 0, ErrStringifySyntax
+	}
+	next := i + 6
+	var buf [12]byte
+	var out []byte
+	switch {
+	case 0xD800 <= r && r <= 0xDBFF && len(raw)-next >= 6 && raw[next] == '\\' && raw[next+1] == 'u':
+		if lo, ok := unhex4(raw[next+2:]); ok && 0xDC00 <= lo && lo <= 0xDFFF {
+			out = utf8.AppendRune(buf[:0], 0x10000+(r-0xD800)<<10+(lo-0xDC00))
+			next += 6
+			break
+		}
+		out = append(buf[:0], '\\', 'u', hexLower[r>>12], hexLower[r>>8&15], hexLower[r>>4&15], hexLower[r&15])
+	case 0xD800 <= r && r <= 0xDFFF:
+		out = append(buf[:0], '\\', 'u', hexLower[r>>12], hexLower[r>>8&15], hexLower[r>>4&15], hexLower[r&15])
+	case r < 0x20 || r == '"' || r == '\\':
+		switch r {
+		case '\b':
+			out = append(buf[:0], '\\', 'b')
+		case '\t':
+			out = append(buf[:0], '\\', 't')
+		case '\n':
+			out = append(buf[:0], '\\', 'n')
+		case '\f':
+			out = append(buf[:0], '\\', 'f')
+		case '\r':
+			out = append(buf[:0], '\\', 'r')
+		case '"':
+			out = append(buf[:0], '\\', '"')
+		case '\\':
+			out = append(buf[:0], '\\', '\\')
+		default:
+			out = append(buf[:0], '\\', 'u', '0', '0', hexLower[r>>4], hexLower[r&15])
+		}
+	default:
+		out = utf8.AppendRune(buf[:0], r)
+	}
+	if bytes.Equal(out, raw[i:next]) {
+		return next, nil
+	}
+	return next, s.change(i, next, out)
+}
+
+// num transforms the number at i and returns the offset after it.
+func (s *stringifier) num(i int) (int, error) {
+	raw := s.raw
+	j := i
+	if raw[j] == '-' {
+		j++
+	}
+	if j >= len(raw) {
+		return 0, ErrStringifySyntax
+	}
+	switch c := raw[j]; {
+	case c == '0':
+		j++
+	case '1' <= c && c <= '9':
+		j++
+		for j < len(raw) && '0' <= raw[j] && raw[j] <= '9' {
+			j++
+		}
+	default:
+		return 0, ErrStringifySyntax
+	}
+	intEnd := j
+	if j < len(raw) && raw[j] == '.' {
+		j++
+		k := j
+		for j < len(raw) && '0' <= raw[j] && raw[j] <= '9' {
+			j++
+		}
+		if j == k {
+			return 0, ErrStringifySyntax
+		}
+	}
+	if j < len(raw) && (raw[j] == 'e' || raw[j] == 'E') {
+		j++
+		if j < len(raw) && (raw[j] == '+' || raw[j] == '-') {
+			j++
+		}
+		k := j
+		for j < len(raw) && '0' <= raw[j] && raw[j] <= '9' {
+			j++
+		}
+		if j == k {
+			return 0, ErrStringifySyntax
+		}
+	}
+	lit := raw[i:j]
+	// an integer of at most 15 digits is exact and already canonical,
+	// except -0
+	if j == intEnd && intEnd-i <= 15 && !(len(lit) == 2 && lit[0] == '-' && lit[1] == '0') {
+		return j, nil
+	}
+	var buf [32]byte
+	out := AppendJSNumber(buf[:0], parseJSONNumber(lit))
+	if bytes.Equal(out, lit) {
+		return j, nil
+	}
+	return j, s.change(i, j, out)
+}
+
+// parseJSONNumber converts a JSON number literal to the nearest double,
+// as JSON.parse does: ±Inf past the largest double, ±0 below the smallest.
+func parseJSONNumber(lit []byte) float64 {
+	f, _ := strconv.ParseFloat(string(lit), 64) // ErrRange comes with ±Inf or ±0
+	return f
+}
+
+// AppendJSNumber appends f as JSON.stringify writes a number: null for
+// ±Inf and NaN, 0 for ±0, else Number::toString(f).
+func AppendJSNumber(b []byte, f float64) []byte {
+	switch {
+	case f == 0:
+		return append(b, '0')
+	case math.IsInf(f, 0) || math.IsNaN(f):
+		return append(b, "null"...)
+	}
+	if a := math.Abs(f); a < 1e-6 || a >= 1e21 {
+		b = strconv.AppendFloat(b, f, 'e', -1, 64)
+		// Go pads the exponent to two digits: e-07 -> e-7
+		if n := len(b); b[n-4] == 'e' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+		return b
+	}
+	return strconv.AppendFloat(b, f, 'f', -1, 64)
+}

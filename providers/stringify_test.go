@@ -1,0 +1,307 @@
+package providers_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"hash"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/webhookverify/caddy-webhook-verify/providers"
+)
+
+// stringifyVector is one line of testdata/stringify/vectors.jsonl, made by
+// Node (testdata/stringify/gen.js): the body, the text Vev's Node receiver
+// hashes (nil where it answers 400), the HMAC-SHA512 of that text under
+// vectorSecret, and whether stringify_fallback must accept it with these
+// headers.
+type stringifyVector struct {
+	Name            string  `json:"name"`
+	ContentType     string  `json:"content_type"`
+	ContentEncoding string  `json:"content_encoding"`
+	In              []byte  `json:"in"`
+	Out             *[]byte `json:"out"`
+	HMAC            string  `json:"hmac"`
+	Accept          bool    `json:"accept"`
+}
+
+const vectorSecret = "vev-test-secret"
+
+func loadStringifyVectors(t testing.TB) []stringifyVector {
+	t.Helper()
+	f, err := os.Open("../testdata/stringify/vectors.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var vs []stringifyVector
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var v stringifyVector
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("vectors.jsonl: %v", err)
+		}
+		vs = append(vs, v)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) < 97 {
+		t.Fatalf("vectors.jsonl has %d vectors, want at least the research's 95 and the 2 HMAC checks", len(vs))
+	}
+	return vs
+}
+
+// macWriter is a ResettableWriter over one HMAC-SHA512 that also counts
+// the bytes written, to check what is (not) hashed.
+type macWriter struct {
+	hash.Hash
+	written int
+	resets  int
+}
+
+func newMACWriter() *macWriter {
+	return &macWriter{Hash: hmac.New(sha512.New, []byte(vectorSecret))}
+}
+
+func (m *macWriter) Write(p []byte) (int, error) {
+	m.written += len(p)
+	return m.Hash.Write(p)
+}
+
+func (m *macWriter) Reset() {
+	m.resets++
+	m.written = 0
+	m.Hash.Reset()
+}
+
+// TestStringifyVectors checks Stringify, and the HMAC it feeds, against
+// every vector Node made.
+func TestStringifyVectors(t *testing.T) {
+	for _, v := range loadStringifyVectors(t) {
+		t.Run(v.Name, func(t *testing.T) {
+			mac := newMACWriter()
+			got, same, err := providers.Stringify(v.In, providers.TextOptions{MAC: mac})
+			if v.Out == nil {
+				if err == nil {
+					t.Fatalf("Stringify(%q) = %q; Node refuses it", v.In, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Stringify(%q): %v; Node gives %q", v.In, err, *v.Out)
+			}
+			if !bytes.Equal(got, *v.Out) {
+				t.Fatalf("Stringify(%q)\n got %q\nwant %q (Node)", v.In, got, *v.Out)
+			}
+			if same != bytes.Equal(v.In, *v.Out) {
+				t.Fatalf("same = %v for %q -> %q", same, v.In, got)
+			}
+			if same {
+				if mac.written != 0 {
+					t.Fatalf("the text equals the body, but %d bytes were hashed", mac.written)
+				}
+				return
+			}
+			if sum := hex.EncodeToString(mac.Sum(nil)); sum != v.HMAC {
+				t.Fatalf("MAC fed by Stringify = %s, want Node's %s", sum, v.HMAC)
+			}
+		})
+	}
+}
+
+// TestVevSignedTextVectors runs the vectors through Vev's SignedText with
+// their headers: the gate and the transform, as the handler calls them.
+func TestVevSignedTextVectors(t *testing.T) {
+	on := &providers.Vev{StringifyFallback: true}
+	for _, v := range loadStringifyVectors(t) {
+		t.Run(v.Name, func(t *testing.T) {
+			h := http.Header{}
+			if v.ContentType != "" {
+				h.Set("Content-Type", v.ContentType)
+			}
+			if v.ContentEncoding != "" {
+				h.Set("Content-Encoding", v.ContentEncoding)
+			}
+			in := v.In
+			if v.Out != nil && bytes.Equal(v.In, *v.Out) {
+				// a body already in stringify form has no second form (its
+				// raw MAC is the stringify MAC, checked and failed before)
+				mac := newMACWriter()
+				if _, _, err := on.SignedText(h, v.In, providers.TextOptions{MAC: mac}); err == nil || mac.written != 0 {
+					t.Fatalf("SignedText of a body in stringify form: %v, %d bytes hashed; want an error, nothing hashed", err, mac.written)
+				}
+				// so the headers are checked on the same body behind a
+				// space, whose stringify form is the same
+				in = append([]byte{' '}, v.In...)
+			}
+			mac := newMACWriter()
+			text, form, err := on.SignedText(h, in, providers.TextOptions{MAC: mac})
+			verified := err == nil && hex.EncodeToString(mac.Sum(nil)) == v.HMAC
+			if verified != v.Accept {
+				t.Fatalf("verified = %v (err %v), want %v", verified, err, v.Accept)
+			}
+			if verified && (form != providers.SignedFormStringify || !bytes.Equal(text, *v.Out)) {
+				t.Fatalf("SignedText = %q, %q", text, form)
+			}
+			// off by default
+			if _, _, err := (&providers.Vev{}).SignedText(h, in, providers.TextOptions{}); !errors.Is(err, providers.ErrNoAlternate) {
+				t.Fatalf("without the option: %v, want ErrNoAlternate", err)
+			}
+		})
+	}
+}
+
+func TestVevStringifyGate(t *testing.T) {
+	body := []byte("{ \"a\": 1 }")
+	on := &providers.Vev{StringifyFallback: true}
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		ok   bool
+	}{
+		{"json", http.Header{"Content-Type": {"application/json"}}, true},
+		{"charset utf-8 any case", http.Header{"Content-Type": {"APPLICATION/Json;charset=\"UTF-8\""}}, true},
+		{"identity", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"Identity"}}, true},
+		{"no content type", http.Header{}, false},
+		{"two content types", http.Header{"Content-Type": {"application/json", "application/json"}}, false},
+		{"+json", http.Header{"Content-Type": {"application/vnd.api+json"}}, false},
+		{"text/plain", http.Header{"Content-Type": {"text/plain"}}, false},
+		{"bad media type", http.Header{"Content-Type": {"application/json; charset"}}, false},
+		{"utf8 spelled without dash", http.Header{"Content-Type": {"application/json; charset=utf8"}}, false},
+		{"utf-16", http.Header{"Content-Type": {"application/json; charset=utf-16"}}, false},
+		{"gzip", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}, false},
+		{"identity twice", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"identity", "identity"}}, false},
+		{"identity, gzip", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"identity, gzip"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text, _, err := on.SignedText(tc.h, body, providers.TextOptions{})
+			if (err == nil) != tc.ok {
+				t.Fatalf("SignedText: %q, %v; want ok=%v", text, err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestStringifyDepth(t *testing.T) {
+	deep := func(n int) []byte {
+		return []byte(strings.Repeat("[", n) + strings.Repeat("]", n))
+	}
+	if _, _, err := providers.Stringify(deep(providers.StringifyMaxDepth), providers.TextOptions{}); err != nil {
+		t.Fatalf("depth %d: %v", providers.StringifyMaxDepth, err)
+	}
+	if _, _, err := providers.Stringify(deep(providers.StringifyMaxDepth+1), providers.TextOptions{}); !errors.Is(err, providers.ErrStringifyDepth) {
+		t.Fatalf("depth %d: %v, want ErrStringifyDepth", providers.StringifyMaxDepth+1, err)
+	}
+}
+
+// The text's buffers come from Alloc and go back through Free; a refused
+// Alloc stops the transform with ErrStringifyBudget, and nothing is kept.
+func TestStringifyAllocFree(t *testing.T) {
+	body := []byte(`{"s":"` + strings.Repeat("\xff", 5000) + `"}`) // grows to 3x
+	live := map[*byte]int{}
+	allocs := 0
+	opt := providers.TextOptions{
+		Alloc: func(n int) []byte {
+			allocs++
+			b := make([]byte, 0, n)
+			live[unsafe.SliceData(b[:1])] = n
+			return b
+		},
+		Free: func(b []byte) {
+			p := unsafe.SliceData(b[:1])
+			if _, ok := live[p]; !ok {
+				t.Fatalf("Free of a buffer Alloc did not return (or freed twice)")
+			}
+			delete(live, p)
+		},
+	}
+	text, _, err := providers.Stringify(body, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(text) != 5000*3+8 || allocs < 2 {
+		t.Fatalf("text %d bytes, %d allocs", len(text), allocs)
+	}
+	if len(live) != 1 || live[unsafe.SliceData(text[:1])] == 0 {
+		t.Fatalf("%d buffers live; want only the text's", len(live))
+	}
+
+	// a budget for one buffer only
+	clear(live)
+	allocs = 0
+	inner := opt.Alloc
+	opt.Alloc = func(n int) []byte {
+		if allocs > 0 {
+			return nil
+		}
+		return inner(n)
+	}
+	if _, _, err := providers.Stringify(body, opt); !errors.Is(err, providers.ErrStringifyBudget) {
+		t.Fatalf("err %v, want ErrStringifyBudget", err)
+	}
+	if len(live) != 0 {
+		t.Fatalf("%d buffers not freed after the refusal", len(live))
+	}
+	// and a Limit under the text's length
+	if _, _, err := providers.Stringify(body, providers.TextOptions{Limit: 10000}); !errors.Is(err, providers.ErrStringifyTooLarge) {
+		t.Fatalf("err %v, want ErrStringifyTooLarge", err)
+	}
+}
+
+// recWriter records the MAC's writes.
+type recWriter struct {
+	macWriter
+	writes []int
+}
+
+func (r *recWriter) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, len(p))
+	return r.macWriter.Write(p)
+}
+
+// The MAC is fed as the text is produced, in chunks, from the first byte
+// that differs; an object reordered after its start was hashed makes the
+// MAC start over, once, at the end; a reorder before that holds the bytes
+// back instead. Each way the MAC is the text's.
+func TestStringifyFeedsAsProduced(t *testing.T) {
+	big := strings.Repeat("x", 300<<10)
+	for _, tc := range []struct {
+		name    string
+		body    string
+		restart bool
+	}{
+		{"pretty", "{\n \"a\": \"" + big + "\",\n \"b\": \"" + big + "\"\n}", false},
+		{"reorder early", `[{"b":1,"a":2,"1":0}, "` + big + `", "` + big + `"]`, false},
+		{"reorder late", `{"b":"` + big + `", "a":"` + big + `", "1":0}`, true},
+		{"duplicate late", `{"a":"` + big + `", "b":"` + big + `", "a":0}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mac := &recWriter{macWriter: *newMACWriter()}
+			text, same, err := providers.Stringify([]byte(tc.body), providers.TextOptions{MAC: mac})
+			if err != nil || same {
+				t.Fatalf("%v, same=%v", err, same)
+			}
+			want := hmac.New(sha512.New, []byte(vectorSecret))
+			want.Write(text)
+			if !hmac.Equal(mac.Sum(nil), want.Sum(nil)) {
+				t.Fatal("the MAC fed is not the text's")
+			}
+			if (mac.resets > 0) != tc.restart {
+				t.Fatalf("%d resets, want restart=%v", mac.resets, tc.restart)
+			}
+			if !tc.restart && len(mac.writes) < 4 {
+				t.Fatalf("the MAC got %d writes (%v): not fed as the text was produced", len(mac.writes), mac.writes)
+			}
+		})
+	}
+}
