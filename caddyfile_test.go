@@ -236,6 +236,22 @@ func TestCaddyfileErrors(t *testing.T) {
 			line: 4,
 		},
 		{
+			name: "unknown subdirective names the sender's options",
+			input: `webhook_verify stripe {env.S} {
+				toleranse 1m
+			}`,
+			want: []string{"unrecognized subdirective 'toleranse': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue (and for stripe: tolerance)"},
+			line: 2,
+		},
+		{
+			name: "unknown subdirective names vev's option",
+			input: `webhook_verify vev {env.S} {
+				stringify_fallbak
+			}`,
+			want: []string{"(and for vev: stringify_fallback)"},
+			line: 2,
+		},
+		{
 			name: "subdirective spelled like Caddy's basicauth",
 			input: `webhook_verify vivreal {env.S} {
 				basicauth u p

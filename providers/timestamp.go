@@ -129,6 +129,10 @@ func (t Tolerance) Validate() error {
 	return nil
 }
 
+// CaddyfileOptionNames names the option, for the error on an unknown
+// line of the block.
+func (*Tolerance) CaddyfileOptionNames() []string { return []string{"tolerance"} }
+
 // UnmarshalCaddyfileOption handles "tolerance <duration>" in the
 // webhook_verify block.
 func (t *Tolerance) UnmarshalCaddyfileOption(d *caddyfile.Dispenser) (bool, error) {

@@ -62,7 +62,8 @@ func (Vev) Describe(_ http.Header, body []byte, vals []string) {
 
 // Interface guards
 var (
-	_ Provider        = (*Vev)(nil)
-	_ AlternateForm   = (*Vev)(nil)
-	_ CaddyfileOption = (*Vev)(nil)
+	_ Provider             = (*Vev)(nil)
+	_ AlternateForm        = (*Vev)(nil)
+	_ CaddyfileOption      = (*Vev)(nil)
+	_ CaddyfileOptionNamer = (*Vev)(nil)
 )

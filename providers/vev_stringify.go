@@ -20,6 +20,10 @@ import (
 // receiver and, with this option, here as well. The research behind every
 // rule: shared/research/vev-stringify.md.
 
+// CaddyfileOptionNames names Vev's block option, for the error on an
+// unknown line of the block.
+func (*Vev) CaddyfileOptionNames() []string { return []string{"stringify_fallback"} }
+
 // UnmarshalCaddyfileOption reads Vev's one block option:
 //
 //	stringify_fallback
