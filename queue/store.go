@@ -72,6 +72,9 @@ type Event struct {
 	DoneAt        time.Time `json:"done_at,omitzero"`    // delivered or dead
 	ExpiresAt     time.Time `json:"expires_at,omitzero"` // then its id is forgotten
 	Replays       int       `json:"replays,omitempty"`
+	// LeasedUntil: a gateway holds the pending event's lease (it is
+	// being delivered) until then. Redis only; never stored.
+	LeasedUntil time.Time `json:"leased_until,omitzero"`
 
 	// Body is the raw body; only filled where asked for.
 	Body []byte `json:"-"`
