@@ -207,12 +207,12 @@ func (mq *mQueue) oldest() *mEvent {
 }
 
 type modelRun struct {
-	t     *testing.T
-	seed  uint64
-	rng   *rand.Rand
-	fill  *rand.ChaCha8 // the bytes of bodies
-	kit storeKit
-	st  modelStore
+	t    *testing.T
+	seed uint64
+	rng  *rand.Rand
+	fill *rand.ChaCha8 // the bytes of bodies
+	kit  storeKit
+	st   modelStore
 	// res is the store's resolution of due and expiry times: the
 	// model's clock moves in steps of it
 	res time.Duration
