@@ -71,6 +71,9 @@ type RedisOptions struct {
 	PollEvery time.Duration
 	// WaitAOFTimeout bounds WAITAOF. Default 2 s.
 	WaitAOFTimeout time.Duration
+	// Now is the clock of the calls that take no time (Discard, the
+	// lease checks of Complete). Default time.Now.
+	Now func() time.Time
 	// OnDurability is called when the store becomes durable (nil) or not
 	// (the reason), and at start: for the log.
 	OnDurability func(err error)
@@ -119,6 +122,9 @@ func OpenRedis(url string, opts RedisOptions) (*RedisStore, error) {
 	}
 	if opts.PollEvery <= 0 {
 		opts.PollEvery = 250 * time.Millisecond
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if opts.WaitAOFTimeout <= 0 {
 		opts.WaitAOFTimeout = 2 * time.Second
@@ -660,7 +666,7 @@ func (q *RedisQueue) Complete(id string, o Outcome) error {
 		if err != nil {
 			return err
 		}
-		r, err := completeScript.Run(ctx, q.s.client, q.keys, cl.member, cl.token, cl.rec, nrec, kind, score, us(time.Now())).Int64()
+		r, err := completeScript.Run(ctx, q.s.client, q.keys, cl.member, cl.token, cl.rec, nrec, kind, score, us(q.s.opts.Now())).Int64()
 		if err != nil {
 			return storeErr(err)
 		}
@@ -809,7 +815,7 @@ return 1
 func (q *RedisQueue) Discard(id string) error {
 	ctx, cancel := ctxIO()
 	defer cancel()
-	r, err := discardScript.Run(ctx, q.s.client, q.keys, id, us(time.Now())).Int64()
+	r, err := discardScript.Run(ctx, q.s.client, q.keys, id, us(q.s.opts.Now())).Int64()
 	switch {
 	case err != nil:
 		return storeErr(err)

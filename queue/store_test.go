@@ -966,7 +966,7 @@ type enqueued struct {
 // checkEnqueued checks concurrent enqueues: every distinct id stored
 // exactly once, with the body of the one call that stored it; the others
 // are duplicates; seqs distinct. It returns the winners.
-func checkEnqueued(t *testing.T, q *Queue, all []enqueued) map[string]enqueued {
+func checkEnqueued(t *testing.T, q Backend, all []enqueued) map[string]enqueued {
 	t.Helper()
 	won := map[string]enqueued{}
 	seqs := map[uint64]string{}
@@ -1005,7 +1005,7 @@ func checkEnqueued(t *testing.T, q *Queue, all []enqueued) map[string]enqueued {
 	return won
 }
 
-func wantCounts(t *testing.T, q *Queue, won map[string]enqueued) {
+func wantCounts(t *testing.T, q Backend, won map[string]enqueued) {
 	t.Helper()
 	var want Counts
 	for _, w := range won {
