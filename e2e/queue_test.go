@@ -68,6 +68,8 @@ type qRecorder struct {
 	delivered map[string][]qDelivery // answered 200
 	refused   map[string]int         // answered 503 or 500
 	held      map[string]int         // held requests that arrived
+	heldBy    map[string]int         // held requests by their X-Gateway header
+	heldNow   map[string]int         // requests held now, by X-Gateway
 	abandoned map[string]int         // held requests the gateway gave up
 	holds     map[string]chan struct{}
 	problems  []string
@@ -81,7 +83,7 @@ type qRecorder struct {
 func newQRecorder(t *testing.T, name string, mode int32) *qRecorder {
 	t.Helper()
 	r := &qRecorder{t: t, name: name, delivered: map[string][]qDelivery{}, refused: map[string]int{},
-		held: map[string]int{}, abandoned: map[string]int{}, holds: map[string]chan struct{}{}}
+		held: map[string]int{}, heldBy: map[string]int{}, heldNow: map[string]int{}, abandoned: map[string]int{}, holds: map[string]chan struct{}{}}
 	r.mode.Store(mode)
 	r.srv = httptest.NewServer(r) // on 127.0.0.1
 	t.Cleanup(func() {
@@ -126,9 +128,16 @@ func (r *qRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	hold := r.holds[ev.ID]
 	if hold != nil {
 		r.held[ev.ID]++
+		r.heldBy[req.Header.Get("X-Gateway")]++
+		r.heldNow[req.Header.Get("X-Gateway")]++
 	}
 	r.mu.Unlock()
 	if hold != nil {
+		defer func() {
+			r.mu.Lock()
+			r.heldNow[req.Header.Get("X-Gateway")]--
+			r.mu.Unlock()
+		}()
 		select {
 		case <-hold:
 		case <-req.Context().Done():

@@ -1,0 +1,249 @@
+package e2e
+
+// Store and forward on Redis through the real binary: several gateways on
+// one redis-server (started by the test with AOF and appendfsync always),
+// kill -9 of a gateway and of redis-server, a server that would not
+// persist, and a Redis that goes away and comes back.
+
+import (
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/webhookverify/caddy-webhook-verify/internal/redistest"
+)
+
+// qRedisConfig is qConfigProxy with store redis url; the reverse_proxy
+// marks its requests with X-Gateway: gateway.
+func qRedisConfig(admin, port int, url, gateway, up, opts string) string {
+	cfg := qConfigProxy(admin, port, "QSTORE", up, "\t\t\t\t\t\theader_up X-Gateway "+gateway, opts)
+	return strings.Replace(cfg, "store bbolt QSTORE", "store redis "+url, 1)
+}
+
+func qRedisStart(t *testing.T, url, gateway, up, opts string) *caddyProc {
+	t.Helper()
+	admin, port := freePort(t), freePort(t)
+	return startCaddy(t, admin, port, qRedisConfig(admin, port, url, gateway, up, opts))
+}
+
+// qSend posts the events of ids to a gateway gw(i) picks, 8 senders at
+// once, and fails the test unless every one was answered queued.
+func qSend(t *testing.T, ids []string, bodies map[string][]byte, gw func(i int) *caddyProc) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var refused []string
+	next := make(chan int, len(ids))
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	for range 8 {
+		wg.Go(func() {
+			client := newClient(time.Minute)
+			defer client.CloseIdleConnections()
+			for i := range next {
+				st, ans, _, err := qPost(client, gw(i), bodies[ids[i]])
+				if err != nil || st != http.StatusOK || ans != qQueuedAnswer {
+					mu.Lock()
+					refused = append(refused, fmt.Sprintf("%s: status %d %q, %v", ids[i], st, ans, err))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(refused) > 0 {
+		t.Fatalf("%d of %d events not answered %s, e.g. %v", len(refused), len(ids), qQueuedAnswer, refused[:min(len(refused), 5)])
+	}
+}
+
+// TestQueueRedisTwoGatewaysKill9: two gateways on one Redis, 200 events
+// sent to both at random while the backend is down; then the backend is
+// up but holds every request, gateway A is killed with SIGKILL while one
+// of its deliveries is held, the holds are released. Every event reaches
+// the backend, byte for byte, from B (A's leased events once their lease
+// ends), and twice only for attempts A had in flight at the kill. The
+// counts are the queue's, shared: B sees all 200 delivered.
+func TestQueueRedisTwoGatewaysKill9(t *testing.T) {
+	needCaddy(t)
+	srv := redistest.StartDurable(t)
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := mrand.New(mrand.NewPCG(uint64(seed), 10))
+	rec := newQRecorder(t, "backend", qDown)
+	rec.killTests = true
+	const concurrency = 4
+	opts := fmt.Sprintf("\t\t\t\tretry 200ms 500ms\n\t\t\t\tmax_attempts 100000\n\t\t\t\tmax_age 1h\n\t\t\t\tattempt_timeout 2s\n\t\t\t\tconcurrency %d", concurrency)
+	a := qRedisStart(t, srv.URL(), "a", rec.addr(), opts)
+	b := qRedisStart(t, srv.URL(), "b", rec.addr(), opts)
+
+	ids, bodies := qBodies(rng, "two", 200, 200, 16<<10)
+	pick := make([]*caddyProc, len(ids))
+	for i := range pick {
+		pick[i] = []*caddyProc{a, b}[rng.IntN(2)]
+	}
+	qSend(t, ids, bodies, func(i int) *caddyProc { return pick[i] })
+	if s := qQueueStats(t, b); s.Pending+s.Delivered != int64(len(ids)) || s.Delivered != 0 {
+		t.Fatalf("B's view of the shared queue after 200 events sent to A and B: %+v", s)
+	}
+
+	// the backend comes up, holding every request; the test lets the
+	// held requests through one by one until half the events are
+	// delivered (both gateways delivering), then kills A while the
+	// backend holds one of its deliveries, and lets everything through
+	releases := map[string]func(){}
+	for _, id := range ids {
+		releases[id] = rec.hold(id)
+	}
+	rec.mode.Store(qUp)
+	delivered := func() int { return len(ids) - len(qMissing(ids, rec)) }
+	deadline := time.Now().Add(qDeadline)
+	for delivered() < len(ids)/2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d events delivered in %s", delivered(), qDeadline)
+		}
+		rec.mu.Lock()
+		var let []string
+		for id, n := range rec.held {
+			if n > 0 && releases[id] != nil {
+				let = append(let, id)
+			}
+		}
+		rec.mu.Unlock()
+		for _, id := range let {
+			releases[id]()
+			delete(releases, id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for {
+		rec.mu.Lock()
+		heldA := rec.heldNow["a"]
+		rec.mu.Unlock()
+		if heldA > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery from gateway A held by the backend in %s", qDeadline)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	qKill9(t, a)
+	n := delivered()
+	rec.mu.Lock()
+	t.Logf("killed gateway A (pid %d) with SIGKILL, %d events delivered; held requests by gateway: %v, held now %v", a.pid(), n, rec.heldBy, rec.heldNow)
+	rec.mu.Unlock()
+	for _, release := range releases {
+		release()
+	}
+
+	qWaitDelivered(t, ids, rec)
+	s := qWaitStats(t, b, "all delivered", func(s qStats) bool { return s.Pending == 0 })
+	if s.Delivered != int64(len(ids)) || s.Dead != 0 {
+		t.Errorf("queue after delivery: %+v, want %d delivered", s, len(ids))
+	}
+	qCheckBodies(t, ids, bodies, rec)
+	extra, twice := qExtra(ids, rec)
+	t.Logf("%d events delivered; %d more than once (%d extra deliveries) %v", len(ids), len(twice), extra, twice)
+	if extra > 2*concurrency { // A's attempts running, and ended but not yet recorded
+		t.Errorf("%d extra deliveries, more than the %d attempts A can have had in flight at the kill: %v", extra, 2*concurrency, twice)
+	}
+	b.assertNoPanic()
+}
+
+// TestQueueRedisNotPersisting: a redis-server with appendonly no: every
+// queued event is answered 503 with Retry-After, nothing is written to
+// Redis, and the log says why at start and for each refused event.
+func TestQueueRedisNotPersisting(t *testing.T) {
+	needCaddy(t)
+	srv := redistest.StartWithArgs(t) // appendonly no (redistest's default)
+	rec := newQRecorder(t, "backend", qUp)
+	c := qRedisStart(t, srv.URL(), "a", rec.addr(), "")
+	client := newClient(30 * time.Second)
+	defer client.CloseIdleConnections()
+	for i := range 5 {
+		body := event(fmt.Sprintf("np-%d", i), 100)
+		st, ans, ra, err := qPost(client, c, body)
+		if err != nil || st != http.StatusServiceUnavailable || ra == "" {
+			t.Fatalf("event %d on a Redis without AOF: status %d %q Retry-After %q, %v; want 503 with Retry-After", i, st, ans, ra, err)
+		}
+	}
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer raw.Close()
+	if n, err := raw.DBSize(context.Background()).Result(); err != nil || n != 0 {
+		t.Fatalf("Redis holds %d keys (%v) after refused events, want none", n, err)
+	}
+	logs := c.logs.String()
+	if n := strings.Count(logs, "queue store redis refuses every event (503) until this is fixed"); n != 1 || !strings.Contains(logs, `appendonly is \"no\"`) {
+		t.Errorf("want one start-up error naming appendonly; found %d in:\n%s", n, tail(logs, 4000))
+	}
+	if !strings.Contains(logs, "webhook not queued") {
+		t.Errorf("no 'webhook not queued' log line for the refused events")
+	}
+	if rec.totalRequests() != 0 {
+		t.Errorf("the backend got %d requests, want none", rec.totalRequests())
+	}
+}
+
+// TestQueueRedisKilledAndBack: events are accepted while the backend is
+// down; redis-server is killed with SIGKILL: the queued route answers
+// 503, a pass-through route of the same Caddy keeps delivering. Redis is
+// started again from its AOF: the queued route accepts again by itself,
+// and once the backend is up every event accepted before the kill is
+// delivered.
+func TestQueueRedisKilledAndBack(t *testing.T) {
+	needCaddy(t)
+	srv := redistest.StartDurable(t)
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 11))
+	rec := newQRecorder(t, "backend", qDown)
+	pass := newQRecorder(t, "pass-through", qUp)
+	admin, port := freePort(t), freePort(t)
+	cfg := qRedisConfig(admin, port, srv.URL(), "a", rec.addr(), "\t\t\t\tretry 200ms 500ms\n\t\t\t\tmax_attempts 100000")
+	cfg = strings.Replace(cfg, "\thandle /hook {", fmt.Sprintf(`	handle /pass {
+		webhook_verify vivreal %s
+		reverse_proxy %s
+	}
+	handle /hook {`, vivSecret, pass.addr()), 1)
+	c := startCaddy(t, admin, port, cfg)
+
+	ids, bodies := qBodies(rng, "aof", 100, 100, 8<<10)
+	qSend(t, ids, bodies, func(int) *caddyProc { return c })
+	srv.Stop() // SIGKILL
+
+	client := newClient(30 * time.Second)
+	defer client.CloseIdleConnections()
+	body := event("while-down", 100)
+	if st, ans, ra, err := qPost(client, c, body); err != nil || st != http.StatusServiceUnavailable || ra == "" {
+		t.Fatalf("queued route with Redis down: status %d %q Retry-After %q, %v; want 503", st, ans, ra, err)
+	}
+	pb := event("pass-1", 100)
+	resp, _, err := post(client, c.url("/pass"), pb, signViv(vivSecret, pb))
+	if err != nil || resp.StatusCode != http.StatusOK || len(pass.deliveries("pass-1")) != 1 {
+		t.Fatalf("pass-through route with Redis down: %v %v, delivered %d; want 200, delivered", resp, err, len(pass.deliveries("pass-1")))
+	}
+
+	srv.Restart() // from its AOF
+	deadline := time.Now().Add(qDeadline)
+	for {
+		st, _, _, err := qPost(client, c, body)
+		if err == nil && st == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queued route did not accept again within %s of Redis's return: %d, %v", qDeadline, st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rec.mode.Store(qUp)
+	qWaitDelivered(t, append(ids, "while-down"), rec)
+	qCheckBodies(t, ids, bodies, rec)
+	c.assertNoPanic()
+}
