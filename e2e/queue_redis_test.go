@@ -247,3 +247,44 @@ func TestQueueRedisKilledAndBack(t *testing.T) {
 	qCheckBodies(t, ids, bodies, rec)
 	c.assertNoPanic()
 }
+
+// TestQueueRedisDeadReplayCLI: dead, listed, replayed and delivered with
+// `caddy webhook queue` and the admin API, as on bbolt.
+func TestQueueRedisDeadReplayCLI(t *testing.T) {
+	needCaddy(t)
+	srv := redistest.StartDurable(t)
+	testDeadReplayCLI(t, func(up, opts string) *caddyProc { return qRedisStart(t, srv.URL(), "a", up, opts) })
+}
+
+// TestQueueRedisPauseShared: paused through one gateway's admin API, the
+// queue is paused for both: neither delivers; resumed, both do.
+func TestQueueRedisPauseShared(t *testing.T) {
+	needCaddy(t)
+	srv := redistest.StartDurable(t)
+	rec := newQRecorder(t, "backend", qUp)
+	a := qRedisStart(t, srv.URL(), "a", rec.addr(), "")
+	b := qRedisStart(t, srv.URL(), "b", rec.addr(), "")
+	if st := qAdmin(t, a, http.MethodPost, "/webhook_verify/queues/"+qName+"/pause", nil); st != http.StatusOK {
+		t.Fatalf("pause: status %d", st)
+	}
+	if s := qQueueStats(t, b); !s.Paused {
+		t.Fatalf("B after A paused the queue: %+v, want paused", s)
+	}
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 12))
+	ids, bodies := qBodies(rng, "paused", 20, 100, 1000)
+	qSend(t, ids, bodies, func(i int) *caddyProc { return []*caddyProc{a, b}[i%2] })
+	// both gateways look for due events every 250 ms: a second without
+	// a delivery, and the events still pending, says they hold back
+	time.Sleep(time.Second)
+	if n := rec.totalRequests(); n != 0 {
+		t.Fatalf("%d deliveries while the queue is paused", n)
+	}
+	if s := qQueueStats(t, a); s.Pending != int64(len(ids)) {
+		t.Fatalf("paused queue: %+v, want %d pending", s, len(ids))
+	}
+	if st := qAdmin(t, b, http.MethodPost, "/webhook_verify/queues/"+qName+"/resume", nil); st != http.StatusOK {
+		t.Fatalf("resume: status %d", st)
+	}
+	qWaitDelivered(t, ids, rec)
+	qCheckBodies(t, ids, bodies, rec)
+}

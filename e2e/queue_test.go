@@ -1329,9 +1329,15 @@ func TestQueueDiskFlapping(t *testing.T) {
 // logged, and delivered after `caddy webhook queue replay`.
 func TestQueueDeadReplayCLI(t *testing.T) {
 	needCaddy(t)
-	rec := newQRecorder(t, "backend", qFail)
 	db := filepath.Join(t.TempDir(), "q.db")
-	c := qStart(t, db, rec.addr(), "\t\t\t\tretry 100ms\n\t\t\t\tmax_attempts 2")
+	testDeadReplayCLI(t, func(up, opts string) *caddyProc { return qStart(t, db, up, opts) })
+}
+
+// testDeadReplayCLI is TestQueueDeadReplayCLI on the store of the Caddy
+// start starts (store redis: queue_redis_test.go).
+func testDeadReplayCLI(t *testing.T, start func(up, opts string) *caddyProc) {
+	rec := newQRecorder(t, "backend", qFail)
+	c := start(rec.addr(), "\t\t\t\tretry 100ms\n\t\t\t\tmax_attempts 2")
 	addr := fmt.Sprintf("127.0.0.1:%d", c.admin)
 	client := newClient(time.Minute)
 	defer client.CloseIdleConnections()
