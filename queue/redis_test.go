@@ -346,3 +346,44 @@ func TestRedisKilledAcceptedKept(t *testing.T) {
 	}
 	t.Logf("%d accepted events, all kept", len(accepted))
 }
+
+// BenchmarkEnqueueRedis: (*RedisQueue).Enqueue of the same 1 KiB Vev
+// event as BenchmarkEnqueue, 32 writers, against a local redis-server with
+// AOF: appendfsync always (durability strict; on Redis < 7.2 that is what
+// makes the 2xx honest), and everysec under durability relaxed. Figures:
+// BENCHMARKS.md, beside BenchmarkEnqueue's bbolt ones of the same run.
+func BenchmarkEnqueueRedis(b *testing.B) {
+	const size = 1 << 10
+	body, header := benchBody(size), benchHeader(size)
+	for _, tc := range []struct {
+		name, fsync, durability string
+	}{
+		{"appendfsync=always", "always", DurabilityStrict},
+		{"appendfsync=everysec,relaxed", "everysec", DurabilityRelaxed},
+	} {
+		for _, writers := range []int{1, 32} {
+			b.Run(tc.name+"/size="+sizeName(size)+"/writers="+strconv.Itoa(writers), func(b *testing.B) {
+				srv := redistest.StartDurable(b, "--appendfsync", tc.fsync)
+				s, err := OpenRedis(srv.URL(), RedisOptions{Durability: tc.durability})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				q, _ := s.OpenQueue("vev")
+				lim := Limits{MaxEvents: 1 << 30, MaxBytes: 1 << 42}
+				runWriters(b, writers, size, func(int) func(string) error {
+					ev := benchEvent(body, header)
+					return func(id string) error {
+						ev.ID = id
+						ev.ReceivedAt = time.Now()
+						res, err := q.Enqueue(&ev, lim)
+						if err == nil && (res.Duplicate || res.State != Pending) {
+							b.Errorf("Enqueue(%s) = %+v", id, res)
+						}
+						return err
+					}
+				})
+			})
+		}
+	}
+}
