@@ -29,6 +29,28 @@ type modelStore interface {
 	String() string
 }
 
+// forEachStore runs f on a new store of every kind.
+func forEachStore(t *testing.T, f func(t *testing.T, st modelStore)) {
+	for _, k := range []storeKit{bboltKit, redisKit} {
+		t.Run(k.name, func(t *testing.T) { f(t, k.setup(t)) })
+	}
+}
+
+// openStore opens st (closed when the test ends) and its queue "q".
+func openStore(t *testing.T, st modelStore) (Engine, Backend) {
+	t.Helper()
+	e, err := st.open()
+	if err != nil {
+		t.Fatalf("open %s: %v", st, err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	q, err := e.OpenQueue("q")
+	if err != nil {
+		t.Fatalf("OpenQueue: %v", err)
+	}
+	return e, q
+}
+
 var bboltKit = storeKit{name: "bbolt", res: 1, setup: func(t *testing.T) modelStore {
 	dir := t.TempDir()
 	return &bboltStore{dir: dir, path: filepath.Join(dir, "queue.db")}

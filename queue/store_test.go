@@ -1192,9 +1192,10 @@ func TestLocked(t *testing.T) {
 
 // TestBigBody: a 5 MiB random body survives enqueue, reopen, death and
 // replay byte for byte.
-func TestBigBody(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	s, q := openTest(t, path)
+func TestBigBody(t *testing.T) { forEachStore(t, testBigBody) }
+
+func testBigBody(t *testing.T, st modelStore) {
+	s, q := openStore(t, st)
 	body := make([]byte, 5<<20)
 	_, _ = rand.NewChaCha8([32]byte{5}).Read(body)
 	want := bytes.Clone(body)
@@ -1203,7 +1204,7 @@ func TestBigBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	clear(body) // the store keeps no reference to the caller's buffer
-	get := func(q *Queue) {
+	get := func(q Backend) {
 		t.Helper()
 		ev, err := q.Get("big", true)
 		if err != nil {
@@ -1217,7 +1218,7 @@ func TestBigBody(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, q = openTest(t, path)
+	s, q = openStore(t, st)
 	get(q)
 	evs, _, err := q.Due(now, 1, false, none)
 	if err != nil || len(evs) != 1 || !bytes.Equal(evs[0].Body, want) {
@@ -1226,10 +1227,11 @@ func TestBigBody(t *testing.T) {
 	if err := q.Complete("big", Outcome{Dead: true, At: now, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
+	// as a kill -9 leaves it
+	if err := st.crash(s); err != nil {
 		t.Fatal(err)
 	}
-	_, q = openTest(t, path)
+	_, q = openStore(t, st)
 	if _, err := q.Replay("big", now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -1334,9 +1336,10 @@ func TestClosed(t *testing.T) {
 // keeps the event's fields, cannot. The id the store hands out (Due, Get,
 // List, Replay) must be the one stored, or the attempt's Complete finds
 // nothing and the event is delivered again and again.
-func TestIDNotUTF8(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	s, q := openTest(t, path)
+func TestIDNotUTF8(t *testing.T) { forEachStore(t, testIDNotUTF8) }
+
+func testIDNotUTF8(t *testing.T, st modelStore) {
+	s, q := openStore(t, st)
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	for _, id := range []string{"a\xff", "b\xfe\xfd"} {
 		if _, err := q.Enqueue(&Event{ID: id, ReceivedAt: now, Body: []byte(id)}, Limits{}); err != nil {
@@ -1366,7 +1369,7 @@ func TestIDNotUTF8(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, q = openTest(t, path)
+	_, q = openStore(t, st)
 	if c := q.Counts(); c != (Counts{Pending: 1, PendingBytes: 2}) {
 		t.Fatalf("after Discard and reopen: %+v", c)
 	}
@@ -1422,9 +1425,10 @@ func TestBackup(t *testing.T) {
 // (which JSON would change) are stored and delivered byte for byte; an
 // empty id or one bbolt cannot take as a key is refused before it can fail
 // a group commit.
-func TestTextNotUTF8AndBadIDs(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	s, q := openTest(t, path)
+func TestTextNotUTF8AndBadIDs(t *testing.T) { forEachStore(t, testTextNotUTF8AndBadIDs) }
+
+func testTextNotUTF8AndBadIDs(t *testing.T, st modelStore) {
+	s, q := openStore(t, st)
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	in := &Event{ID: "bin-1", Method: "POST", URI: "/hook?q=\xff\xfe", Host: "h",
 		Header:     http.Header{"X-Raw": {"caf\xe9", "ok"}, "X-Plain": {"plain"}},
@@ -1438,7 +1442,7 @@ func TestTextNotUTF8AndBadIDs(t *testing.T) {
 		}
 	}
 	_ = s.Close()
-	s2, q2 := openTest(t, path)
+	s2, q2 := openStore(t, st)
 	defer s2.Close()
 	evs, _, err := q2.Due(now, 10, false, none)
 	if err != nil || len(evs) != 1 {
