@@ -282,9 +282,18 @@ func TestQueueRedisPauseShared(t *testing.T) {
 	if s := qQueueStats(t, a); s.Pending != int64(len(ids)) {
 		t.Fatalf("paused queue: %+v, want %d pending", s, len(ids))
 	}
+	// the metrics are the queue's too: B's count the events sent to A
+	m := b.scrape()
+	if p, d := m.must(t, "caddy_webhook_verify_queue_paused", "queue", qName), m.must(t, "caddy_webhook_verify_queue_events", "queue", qName, "state", "pending"); p != 1 || d != float64(len(ids)) {
+		t.Errorf("B's metrics while paused: paused %v, pending %v; want 1, %d", p, d, len(ids))
+	}
 	if st := qAdmin(t, b, http.MethodPost, "/webhook_verify/queues/"+qName+"/resume", nil); st != http.StatusOK {
 		t.Fatalf("resume: status %d", st)
 	}
 	qWaitDelivered(t, ids, rec)
 	qCheckBodies(t, ids, bodies, rec)
+	qWaitStats(t, a, "all delivered, seen from A", func(s qStats) bool { return s.Delivered == int64(len(ids)) && s.Pending == 0 })
+	if d := b.scrape().must(t, "caddy_webhook_verify_queue_events", "queue", qName, "state", "delivered"); d != float64(len(ids)) {
+		t.Errorf("B's metrics after delivery: %v delivered, want %d", d, len(ids))
+	}
 }
