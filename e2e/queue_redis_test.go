@@ -10,6 +10,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -295,5 +296,45 @@ func TestQueueRedisPauseShared(t *testing.T) {
 	qWaitStats(t, a, "all delivered, seen from A", func(s qStats) bool { return s.Delivered == int64(len(ids)) && s.Pending == 0 })
 	if d := b.scrape().must(t, "caddy_webhook_verify_queue_events", "queue", qName, "state", "delivered"); d != float64(len(ids)) {
 		t.Errorf("B's metrics after delivery: %v delivered, want %d", d, len(ids))
+	}
+}
+
+// TestQueueRedisOrderedAcrossGateways: an ordered queue shared by two
+// gateways: 40 events sent one after the other, alternately to A and B,
+// while the backend is down (each is retried, so both gateways try the
+// head), then the backend comes up: it receives them once each, in the
+// order they were sent, from both gateways.
+func TestQueueRedisOrderedAcrossGateways(t *testing.T) {
+	needCaddy(t)
+	srv := redistest.StartDurable(t)
+	rec := newQRecorder(t, "backend", qDown)
+	opts := "\t\t\t\tordered\n\t\t\t\tretry 100ms 200ms\n\t\t\t\tmax_attempts 100000"
+	a := qRedisStart(t, srv.URL(), "a", rec.addr(), opts)
+	b := qRedisStart(t, srv.URL(), "b", rec.addr(), opts)
+	client := newClient(30 * time.Second)
+	defer client.CloseIdleConnections()
+	var ids []string
+	for i := range 40 {
+		id := fmt.Sprintf("ord-%02d", i)
+		ids = append(ids, id)
+		if st, ans, _, err := qPost(client, []*caddyProc{a, b}[i%2], event(id, 200)); err != nil || st != http.StatusOK || ans != qQueuedAnswer {
+			t.Fatalf("%s: status %d %q, %v", id, st, ans, err)
+		}
+	}
+	rec.mode.Store(qUp)
+	qWaitDelivered(t, ids, rec)
+	rec.mu.Lock()
+	order := slices.Clone(rec.order)
+	from := map[string]int{}
+	for _, id := range ids {
+		from[rec.delivered[id][0].header.Get("X-Gateway")]++
+	}
+	rec.mu.Unlock()
+	if !slices.Equal(order, ids) {
+		t.Fatalf("the backend received\n%v\nwant\n%v", order, ids)
+	}
+	t.Logf("delivered in order, by gateway: %v", from)
+	if from["a"] == 0 || from["b"] == 0 {
+		t.Logf("(one gateway delivered them all this time)")
 	}
 }

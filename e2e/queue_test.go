@@ -66,6 +66,7 @@ type qRecorder struct {
 	mu        sync.Mutex
 	requests  int
 	delivered map[string][]qDelivery // answered 200
+	order     []string               // the ids answered 200, in order
 	refused   map[string]int         // answered 503 or 500
 	held      map[string]int         // held requests that arrived
 	heldBy    map[string]int         // held requests by their X-Gateway header
@@ -167,6 +168,7 @@ func (r *qRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// whatever happens to the gateway afterwards
 	r.mu.Lock()
 	r.delivered[ev.ID] = append(r.delivered[ev.ID], qDelivery{sum: sha256.Sum256(body), size: len(body), header: req.Header.Clone()})
+	r.order = append(r.order, ev.ID)
 	r.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
