@@ -387,3 +387,40 @@ func BenchmarkEnqueueRedis(b *testing.B) {
 		}
 	}
 }
+
+// The client runs a script again when its reply was lost (a dropped
+// connection after Redis ran it): a claim run twice returns its events
+// both times (not leased to nobody), an outcome recorded twice is
+// recorded once and reported done.
+func TestRedisScriptsRunTwice(t *testing.T) {
+	srv := redistest.StartDurable(t)
+	_, q := openRedis(t, srv, RedisOptions{})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if _, err := q.Enqueue(testEvent("e", now), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m, rec, err := q.lookup(ctx, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []any{us(now), us(now.Add(time.Minute)), "gw:1", m}
+	for i := range 2 {
+		out, err := claimScript.Run(ctx, q.s.client, q.keys, args...).Slice()
+		if err != nil || len(out) != 3 {
+			t.Fatalf("claim run %d: %v, %v; want the event", i+1, out, err)
+		}
+	}
+	ev, _ := decodeRecord(m, rec)
+	ev.Attempts, ev.State, ev.DoneAt, ev.ExpiresAt = 1, Delivered, now, now.Add(time.Hour)
+	nrec, _ := encodeEvent(ev)
+	for i := range 2 {
+		r, err := completeScript.Run(ctx, q.s.client, q.keys, m, "gw:1", rec, nrec, "d", us(now.Add(time.Hour)), us(now)).Int64()
+		if err != nil || r != 1 {
+			t.Fatalf("complete run %d: %v, %v; want 1", i+1, r, err)
+		}
+	}
+	if c := q.Counts(); c != (Counts{Delivered: 1}) {
+		t.Fatalf("Counts %+v, want one delivered", c)
+	}
+}
