@@ -62,8 +62,8 @@ var (
 const maxEventIDLen = 1024
 
 // Queue is store and forward: a verified event is written durably to a
-// bbolt file (the transaction's fsync returned) before the sender is
-// answered 200 {"received":true,"queued":true}, and the gateway then
+// bbolt file (the transaction's fsync returned), or to Redis (in its AOF
+// on disk), before the sender is answered 200 {"received":true,"queued":true}, and the gateway then
 // delivers it itself through the deliver handlers, retrying on failure,
 // and keeping it as dead when it cannot be delivered.
 //
