@@ -259,12 +259,23 @@ func TestQueueRedisDeadReplayCLI(t *testing.T) {
 
 // TestQueueRedisPauseShared: paused through one gateway's admin API, the
 // queue is paused for both: neither delivers; resumed, both do.
+//
+// The Redis has a password, given through a placeholder, and the queue
+// is in db 3; the admin API never shows the password.
 func TestQueueRedisPauseShared(t *testing.T) {
 	needCaddy(t)
-	srv := redistest.StartDurable(t)
+	const password = "e2e-redis-pw-71c3"
+	srv := redistest.StartDurable(t, "--requirepass", password)
+	t.Setenv("WV_E2E_REDIS_PASSWORD", password)
+	url := "redis://:{env.WV_E2E_REDIS_PASSWORD}@" + srv.Addr() + "/3"
 	rec := newQRecorder(t, "backend", qUp)
-	a := qRedisStart(t, srv.URL(), "a", rec.addr(), "")
-	b := qRedisStart(t, srv.URL(), "b", rec.addr(), "")
+	a := qRedisStart(t, url, "a", rec.addr(), "")
+	b := qRedisStart(t, url, "b", rec.addr(), "")
+	admin := &http.Client{Timeout: 10 * time.Second}
+	resp, listing, err := do(admin, mustRequest(t, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/webhook_verify/queues", a.admin)))
+	if err != nil || resp.StatusCode != http.StatusOK || strings.Contains(string(listing), password) || !strings.Contains(string(listing), srv.Addr()+"/3") {
+		t.Fatalf("GET /webhook_verify/queues: %v %v %s; want the Redis address and db, never the password", resp, err, listing)
+	}
 	if st := qAdmin(t, a, http.MethodPost, "/webhook_verify/queues/"+qName+"/pause", nil); st != http.StatusOK {
 		t.Fatalf("pause: status %d", st)
 	}
@@ -294,6 +305,14 @@ func TestQueueRedisPauseShared(t *testing.T) {
 	qWaitDelivered(t, ids, rec)
 	qCheckBodies(t, ids, bodies, rec)
 	qWaitStats(t, a, "all delivered, seen from A", func(s qStats) bool { return s.Delivered == int64(len(ids)) && s.Pending == 0 })
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: password, DB: 3})
+	defer raw.Close()
+	if n, err := raw.HLen(context.Background(), "whv:{"+qName+"}:ids").Result(); err != nil || n != int64(len(ids)) {
+		t.Errorf("db 3 holds %d ids (%v), want %d", n, err, len(ids))
+	}
+	if strings.Contains(a.logs.String(), password) || strings.Contains(b.logs.String(), password) {
+		t.Errorf("the Redis password is in Caddy's log")
+	}
 	if d := b.scrape().must(t, "caddy_webhook_verify_queue_events", "queue", qName, "state", "delivered"); d != float64(len(ids)) {
 		t.Errorf("B's metrics after delivery: %v delivered, want %d", d, len(ids))
 	}
@@ -337,4 +356,13 @@ func TestQueueRedisOrderedAcrossGateways(t *testing.T) {
 	if from["a"] == 0 || from["b"] == 0 {
 		t.Logf("(one gateway delivered them all this time)")
 	}
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

@@ -424,3 +424,53 @@ func TestRedisScriptsRunTwice(t *testing.T) {
 		t.Fatalf("Counts %+v, want one delivered", c)
 	}
 }
+
+// The URL's user, password and db are used; a wrong password refuses
+// every enqueue (nothing written); a URL that does not parse is refused
+// without quoting it (it may hold the password).
+func TestRedisURLUserPasswordDB(t *testing.T) {
+	srv := redistest.StartDurable(t, "--requirepass", "admin-pw")
+	ctx := context.Background()
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: "admin-pw"})
+	defer admin.Close()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "gw", "on", ">gw-pw-5e1", "~*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s, err := OpenRedis("redis://gw:gw-pw-5e1@"+srv.Addr()+"/2", RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	q, _ := s.OpenQueue("q")
+	if _, err := q.Enqueue(testEvent("u1", now), Limits{}); err != nil {
+		t.Fatalf("Enqueue as user gw in db 2: %v", err)
+	}
+	db2 := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: "admin-pw", DB: 2})
+	defer db2.Close()
+	if n := db2.HLen(ctx, "whv:{q}:ids").Val(); n != 1 {
+		t.Fatalf("db 2 holds %d ids, want 1", n)
+	}
+
+	bad, err := OpenRedis("redis://gw:wrong@"+srv.Addr()+"/4", RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if bad.Durable() == nil {
+		t.Fatal("a store with a wrong password reports durable")
+	}
+	bq, _ := bad.OpenQueue("q")
+	if _, err := bq.Enqueue(testEvent("u2", now), Limits{}); !errors.Is(err, ErrStore) {
+		t.Fatalf("Enqueue with a wrong password: %v, want ErrStore", err)
+	}
+	db4 := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: "admin-pw", DB: 4})
+	defer db4.Close()
+	if n := db4.DBSize(ctx).Val(); n != 0 {
+		t.Fatalf("db 4 holds %d keys after a refused enqueue", n)
+	}
+
+	if _, err := OpenRedis("redis://gw:secret-9f@host:notaport/0", RedisOptions{}); err == nil || strings.Contains(err.Error(), "secret-9f") {
+		t.Fatalf("a bad URL: %v; want an error without the password", err)
+	}
+}
