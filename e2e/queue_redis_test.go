@@ -271,6 +271,9 @@ func TestQueueRedisPauseShared(t *testing.T) {
 	rec := newQRecorder(t, "backend", qUp)
 	a := qRedisStart(t, url, "a", rec.addr(), "")
 	b := qRedisStart(t, url, "b", rec.addr(), "")
+	if st := qAdmin(t, a, http.MethodGet, "/webhook_verify/queues/"+qName+"/backup", nil); st != http.StatusNotImplemented {
+		t.Errorf("backup of a Redis queue: status %d, want 501 (Redis has its own)", st)
+	}
 	admin := &http.Client{Timeout: 10 * time.Second}
 	resp, listing, err := do(admin, mustRequest(t, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/webhook_verify/queues", a.admin)))
 	if err != nil || resp.StatusCode != http.StatusOK || strings.Contains(string(listing), password) || !strings.Contains(string(listing), srv.Addr()+"/3") {
