@@ -471,7 +471,11 @@ func (q *RedisQueue) Claim(now time.Time, max int, ordered bool, lease time.Dura
 		pipe := c.Pipeline()
 		idc := pipe.HGet(ctx, q.keys[kIDOf], m)
 		scc := pipe.ZScore(ctx, q.keys[kDue], m)
-		if _, err := pipe.Exec(ctx); err != nil {
+		if _, err := pipe.Exec(ctx); errors.Is(err, redis.Nil) {
+			// the head was completed or discarded meanwhile: the next
+			// look finds the new one
+			return nil, time.Time{}, nil
+		} else if err != nil {
 			return nil, time.Time{}, storeErr(err)
 		}
 		if skip(idc.Val()) {
