@@ -474,3 +474,19 @@ func TestRedisURLUserPasswordDB(t *testing.T) {
 		t.Fatalf("a bad URL: %v; want an error without the password", err)
 	}
 }
+
+// WAITAOF is used from Redis 7.2 on (and on Valkey, which reports
+// valkey_version); this machine's Redis is 7.0, so the version parsing
+// is checked here.
+func TestRedisWaitAOFVersion(t *testing.T) {
+	for v, want := range map[string]bool{"7.2.0": true, "7.2.4": true, "7.4.1": true, "8.0.0": true, "10.1.2": true,
+		"7.0.15": false, "7.1.999": false, "6.2.14": false, "": false, "x.y": false} {
+		if got := versionAtLeast(v, 7, 2); got != want {
+			t.Errorf("versionAtLeast(%q, 7, 2) = %v, want %v", v, got, want)
+		}
+	}
+	info := "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n"
+	if infoField(info, "redis_version") != "7.2.4" || infoField(info, "valkey_version") != "8.0.1" || infoField(info, "nope") != "" {
+		t.Errorf("infoField of %q", info)
+	}
+}
