@@ -151,10 +151,10 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet {
 			return apiError(http.StatusMethodNotAllowed, fmt.Errorf("method not allowed"), "GET only")
 		}
-		w.Header().Set("Content-Type", "application/octet-stream")
 		if errors.Is(rt.backupCheck(), queue.ErrNoBackup) {
 			return apiError(http.StatusNotImplemented, queue.ErrNoBackup, queue.ErrNoBackup.Error())
 		}
+		w.Header().Set("Content-Type", "application/octet-stream")
 		if _, err := rt.q.Backup(w); err != nil {
 			return apiError(http.StatusServiceUnavailable, err, "the backup failed")
 		}

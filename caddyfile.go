@@ -311,7 +311,8 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 // parseQueue parses
 //
 //	queue [<name>] {
-//		store        bbolt [<path>]    # default: bbolt in Caddy's data dir (redis: planned)
+//		store        bbolt [<path>] | redis <url>  # default: bbolt in Caddy's data dir
+//		durability   strict | relaxed   # store redis only; default strict
 //		deliver {                                   # handlers, as inside handle
 //			reverse_proxy localhost:3000
 //		}
