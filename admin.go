@@ -95,7 +95,8 @@ type State = queue.State
 
 func (rt *queueRuntime) view(ev *queue.Event, withBody bool, inflight map[string]bool) EventView {
 	v := EventView{Event: ev, State: ev.State}
-	if ev.State == queue.Pending && inflight[ev.ID] {
+	// in flight here, or (store redis) leased by a gateway
+	if ev.State == queue.Pending && (inflight[ev.ID] || ev.LeasedUntil.After(rt.now())) {
 		v.State = queue.InFlight
 	}
 	if withBody {
@@ -149,6 +150,9 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	case len(parts) == 3 && parts[2] == "backup":
 		if r.Method != http.MethodGet {
 			return apiError(http.StatusMethodNotAllowed, fmt.Errorf("method not allowed"), "GET only")
+		}
+		if errors.Is(rt.backupCheck(), queue.ErrNoBackup) {
+			return apiError(http.StatusNotImplemented, queue.ErrNoBackup, queue.ErrNoBackup.Error())
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		if _, err := rt.q.Backup(w); err != nil {
@@ -228,6 +232,9 @@ func (rt *queueRuntime) serveEvent(w http.ResponseWriter, r *http.Request, id st
 		if errors.Is(err, queue.ErrUnknown) {
 			return apiError(http.StatusNotFound, err, "no such event")
 		}
+		if errors.Is(err, queue.ErrState) {
+			return apiError(http.StatusConflict, err, "the event is being delivered by a gateway; try again in a moment")
+		}
 		if err != nil {
 			return apiError(http.StatusServiceUnavailable, err, "the queue store failed")
 		}
@@ -257,3 +264,12 @@ func writeJSON(w http.ResponseWriter, v any) error {
 }
 
 var _ caddy.AdminRouter = adminAPI{}
+
+// backupCheck says whether the queue's store makes backups (ErrNoBackup
+// for Redis), before any byte of the answer is written.
+func (rt *queueRuntime) backupCheck() error {
+	if _, ok := rt.q.(*queue.RedisQueue); ok {
+		return queue.ErrNoBackup
+	}
+	return nil
+}

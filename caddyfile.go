@@ -344,7 +344,8 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 // parseQueue parses
 //
 //	queue [<name>] {
-//		store        bbolt [<path>]    # default: bbolt in Caddy's data dir (redis: planned)
+//		store        bbolt [<path>] | redis <url>  # default: bbolt in Caddy's data dir
+//		durability   strict | relaxed   # store redis only; default strict
 //		deliver {                                   # handlers, as inside handle
 //			reverse_proxy localhost:3000
 //		}
@@ -360,6 +361,7 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //	}
 func parseQueue(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (*Queue, error) {
 	q := new(Queue)
+	var durabilityErr error
 	if d.NextArg() {
 		q.Name = d.Val()
 	}
@@ -381,12 +383,25 @@ func parseQueue(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (*Queue, e
 				q.Store = "bbolt"
 			case len(args) == 2 && args[0] == "bbolt":
 				q.Store, q.Path = "bbolt", args[1]
-			case len(args) >= 1 && args[0] == "redis":
-				// refused here, at its line, rather than by every load
-				return nil, d.Err("queue store redis is not available yet: use store bbolt [<path>]")
+			case len(args) == 2 && args[0] == "redis":
+				if !strings.HasPrefix(args[1], "redis://") && !strings.HasPrefix(args[1], "rediss://") && !strings.HasPrefix(args[1], "{") {
+					return nil, d.Err("queue store redis: the URL starts with redis:// or rediss://, e.g. store redis redis://:{env.REDIS_PASSWORD}@10.0.0.5:6379/0")
+				}
+				q.Store, q.RedisURL = "redis", args[1]
+			case len(args) == 1 && args[0] == "redis":
+				return nil, d.Err("queue store redis needs a URL: store redis redis://host:6379/0")
 			default:
-				return nil, d.Err("queue store: use 'store bbolt [<path>]'")
+				return nil, d.Err("queue store: use 'store bbolt [<path>]' or 'store redis <url>'")
 			}
+		case "durability":
+			args := d.RemainingArgs()
+			if len(args) != 1 || (args[0] != "strict" && args[0] != "relaxed") {
+				return nil, d.Err("durability takes strict (default: 2xx only once the event is fsync'd in Redis's AOF) or relaxed (also accept appendfsync everysec: a power loss may lose up to a second of events)")
+			}
+			q.Durability = args[0]
+			// wrapped here, for its line, and returned if the store is
+			// not redis
+			durabilityErr = d.Err("durability is for store redis: remove it, or use store redis <url>")
 		case "deliver":
 			if len(q.Deliver) > 0 {
 				return nil, d.Err("queue: deliver already specified")
@@ -480,11 +495,14 @@ func parseQueue(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (*Queue, e
 			}
 			q.MaxPendingEvents, q.MaxPendingBytes = n, int64(size)
 		default:
-			return nil, d.Errf("unrecognized queue option '%s': use store, deliver, retry, max_age, max_attempts, attempt_timeout, concurrency, ordered, max_pending, ttl or require_id", sub)
+			return nil, d.Errf("unrecognized queue option '%s': use store, durability, deliver, retry, max_age, max_attempts, attempt_timeout, concurrency, ordered, max_pending, ttl or require_id", sub)
 		}
 	}
 	if len(q.Deliver) == 0 {
 		return nil, d.Err("queue needs a deliver block: deliver { reverse_proxy <backend> }")
+	}
+	if q.Durability != "" && q.Store != "redis" {
+		return nil, durabilityErr
 	}
 	return q, nil
 }

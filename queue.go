@@ -2,6 +2,7 @@ package webhookverify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -43,6 +45,9 @@ const (
 	queueStopGrace          = 5 * time.Second // attempts in flight at a reload or stop
 	queuePurgeEvery         = time.Minute
 	queueStoreBackoff       = time.Second // no dispatch for this long after a store error
+	// a lease (store redis) lasts attempt_timeout and this: the attempt
+	// and the commit of its outcome
+	queueLeaseMargin = 10 * time.Second
 )
 
 // Reasons of the queue's refusals.
@@ -57,8 +62,8 @@ var (
 const maxEventIDLen = 1024
 
 // Queue is store and forward: a verified event is written durably to a
-// bbolt file (the transaction's fsync returned) before the sender is
-// answered 200 {"received":true,"queued":true}, and the gateway then
+// bbolt file (the transaction's fsync returned), or to Redis (in its AOF
+// on disk), before the sender is answered 200 {"received":true,"queued":true}, and the gateway then
 // delivers it itself through the deliver handlers, retrying on failure,
 // and keeping it as dead when it cannot be delivered.
 //
@@ -72,7 +77,10 @@ type Queue struct {
 	// admin API and the metrics. Default: the provider's name.
 	Name string `json:"name,omitempty"`
 
-	// "bbolt" (default): a file on this machine. ("redis" is planned.)
+	// "bbolt" (default): a file on this machine, one process. "redis":
+	// a Redis server shared by several gateways (each event stored once,
+	// delivered by one gateway at a time under a lease, taken over by
+	// another when that one dies).
 	Store string `json:"store,omitempty"`
 
 	// The bbolt file. Default: webhook_verify/queue.db in Caddy's data
@@ -80,8 +88,18 @@ type Queue struct {
 	// fails at start. Several queues may share a file.
 	Path string `json:"path,omitempty"`
 
-	// The Redis URL of store redis (planned; refused for now).
+	// The Redis URL of store redis: redis:// or rediss://, with user,
+	// password and db, e.g. redis://:{env.REDIS_PASSWORD}@10.0.0.5:6379/0
+	// (placeholders resolved at start).
 	RedisURL string `json:"redis_url,omitempty"`
+
+	// Store redis: "strict" (default) answers 2xx only once the event is
+	// in the AOF on disk: WAITAOF confirms it (Redis >= 7.2, Valkey), or
+	// the server runs appendonly yes with appendfsync always (checked at
+	// start, on every new connection and every second). "relaxed" also
+	// accepts appendfsync everysec on a server without WAITAOF: a power
+	// loss may then lose up to a second of acknowledged events.
+	Durability string `json:"durability,omitempty"`
 
 	// The handlers that deliver an event, as inside a handle block,
 	// typically one reverse_proxy. A 2xx they write delivers the event;
@@ -136,7 +154,7 @@ type Queue struct {
 var queueFiles = caddy.NewUsagePool()
 
 type queueFile struct {
-	store    *queue.Store
+	store    queue.Engine
 	mu       sync.Mutex
 	runtimes map[string]*queueRuntime
 }
@@ -177,10 +195,23 @@ func (q *Queue) provision(ctx caddy.Context, h *Handler) (err error) {
 	}
 	switch q.Store {
 	case "", "bbolt":
+		if q.RedisURL != "" || q.Durability != "" {
+			return fmt.Errorf("queue: redis_url and durability are for store redis")
+		}
 	case "redis":
-		return fmt.Errorf("queue: store redis is not available yet: use store bbolt")
+		if q.RedisURL == "" {
+			return fmt.Errorf("queue: store redis needs a URL: store redis redis://host:6379/0")
+		}
+		if q.Path != "" {
+			return fmt.Errorf("queue: a path is for store bbolt, not redis")
+		}
+		switch q.Durability {
+		case "", queue.DurabilityStrict, queue.DurabilityRelaxed:
+		default:
+			return fmt.Errorf("queue: unknown durability '%s': strict or relaxed", q.Durability)
+		}
 	default:
-		return fmt.Errorf("queue: unknown store '%s': use bbolt", q.Store)
+		return fmt.Errorf("queue: unknown store '%s': use bbolt or redis", q.Store)
 	}
 	if len(q.Deliver) == 0 {
 		return fmt.Errorf("queue: no deliver handlers: add deliver { reverse_proxy <backend> }")
@@ -228,14 +259,21 @@ func (q *Queue) provision(ctx caddy.Context, h *Handler) (err error) {
 	if q.MaxPendingBytes < h.MaxBodySize {
 		return fmt.Errorf("queue: max_pending size (%d) is smaller than max_body_size (%d): no event of the largest size could be queued", q.MaxPendingBytes, h.MaxBodySize)
 	}
-	if q.Path == "" {
-		q.Path = filepath.Join(caddy.AppDataDir(), "webhook_verify", "queue.db")
+	var redisURL string
+	if q.Store == "redis" {
+		if redisURL, err = resolve(caddy.NewReplacer(), q.RedisURL, "redis url"); err != nil {
+			return fmt.Errorf("queue: %v", err)
+		}
+	} else {
+		if q.Path == "" {
+			q.Path = filepath.Join(caddy.AppDataDir(), "webhook_verify", "queue.db")
+		}
+		path, err := filepath.Abs(q.Path)
+		if err != nil {
+			return fmt.Errorf("queue: path %s: %v", q.Path, err)
+		}
+		q.Path = path
 	}
-	path, err := filepath.Abs(q.Path)
-	if err != nil {
-		return fmt.Errorf("queue: path %s: %v", q.Path, err)
-	}
-	q.Path = path
 
 	defer func() {
 		if err != nil {
@@ -248,8 +286,29 @@ func (q *Queue) provision(ctx caddy.Context, h *Handler) (err error) {
 	if err := q.Deliver.Provision(ctx); err != nil {
 		return fmt.Errorf("queue %s: deliver: %v", q.Name, err)
 	}
-	v, _, err := queueFiles.LoadOrNew(path, func() (caddy.Destructor, error) {
-		st, err := queue.Open(path, queue.Options{})
+	key, where := q.Path, q.Path
+	open := func() (queue.Engine, error) { return queue.Open(q.Path, queue.Options{}) }
+	if q.Store == "redis" {
+		durability := cmp.Or(q.Durability, queue.DurabilityStrict)
+		key, where = "redis|"+durability+"|"+redisURL, redactURL(redisURL)
+		logger := h.logger
+		open = func() (queue.Engine, error) {
+			return queue.OpenRedis(redisURL, queue.RedisOptions{
+				Durability: durability,
+				OnDurability: func(err error) {
+					if err != nil {
+						logger.Error("queue store redis refuses every event (503) until this is fixed",
+							zap.String("redis", where), zap.Error(err))
+					} else {
+						logger.Info("queue store redis persists writes before answering; accepting events",
+							zap.String("redis", where), zap.String("durability", durability))
+					}
+				},
+			})
+		}
+	}
+	v, _, err := queueFiles.LoadOrNew(key, func() (caddy.Destructor, error) {
+		st, err := open()
 		if err != nil {
 			return nil, err
 		}
@@ -258,18 +317,18 @@ func (q *Queue) provision(ctx caddy.Context, h *Handler) (err error) {
 	if err != nil {
 		return fmt.Errorf("queue %s: %v", q.Name, err)
 	}
-	q.poolKey = path
+	q.poolKey = key
 	file := v.(*queueFile)
 	file.mu.Lock()
 	rt := file.runtimes[q.Name]
 	if rt == nil {
-		sq, err := file.store.Queue(q.Name)
+		sq, err := file.store.OpenQueue(q.Name)
 		if err != nil {
 			file.mu.Unlock()
 			return fmt.Errorf("queue %s: %v", q.Name, err)
 		}
 		rt = newQueueRuntime(q.Name, sq)
-		rt.path = path
+		rt.path = where
 		file.runtimes[q.Name] = rt
 	}
 	file.mu.Unlock()
@@ -290,6 +349,21 @@ func (q *Queue) provision(ctx caddy.Context, h *Handler) (err error) {
 	}
 	rt.attach(q.target)
 	return nil
+}
+
+// redactURL is a Redis URL without its password, for logs and the admin
+// API.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "redis"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	return u.String()
 }
 
 func setDefault(d *caddy.Duration, def time.Duration) {
@@ -482,7 +556,7 @@ type deliveryTarget struct {
 type queueRuntime struct {
 	name string
 	path string
-	q    *queue.Queue
+	q    queue.Backend
 
 	mu      sync.Mutex
 	target  *deliveryTarget
@@ -511,7 +585,7 @@ type queueRuntime struct {
 	rand func() float64 // [0,1), for the jitter
 }
 
-func newQueueRuntime(name string, q *queue.Queue) *queueRuntime {
+func newQueueRuntime(name string, q queue.Backend) *queueRuntime {
 	return &queueRuntime{
 		name:       name,
 		q:          q,
@@ -633,6 +707,11 @@ func (rt *queueRuntime) run() {
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(now), time.Millisecond))
 		}
+		if p, ok := rt.q.(queue.Poller); ok {
+			// other gateways enqueue, resume and complete without
+			// waking this one
+			wait = min(wait, p.PollEvery())
+		}
 		timer.Reset(wait)
 		select {
 		case <-rt.stop:
@@ -688,7 +767,8 @@ func (rt *queueRuntime) dispatch() time.Time {
 	if now.Before(rt.storeBackoff) {
 		return rt.storeBackoff
 	}
-	evs, next, err := rt.q.Due(now, free, t.cfg.Ordered, rt.isInFlight)
+	lease := time.Duration(t.cfg.AttemptTimeout) + queueLeaseMargin
+	evs, next, err := rt.q.Claim(now, free, t.cfg.Ordered, lease, rt.isInFlight)
 	if err != nil {
 		t.logger.Error("reading due events failed", zap.String("queue", rt.name), zap.Error(err))
 		rt.storeBackoff = now.Add(queueStoreBackoff)
@@ -733,8 +813,13 @@ func (rt *queueRuntime) attempt(ctx context.Context, cancel context.CancelFunc, 
 	acancel()
 	if ctx.Err() != nil && !timedOut {
 		// a reload or a stop cut the attempt short: not counted, the
-		// event stays pending and is delivered again
+		// event stays pending and is delivered again (its lease, in a
+		// shared store, given back at once)
 		queueMetrics.attempts.WithLabelValues(rt.name, "interrupted").Inc()
+		if err := rt.q.Release(ev.ID); err != nil {
+			t.logger.Warn("giving back the lease of an interrupted attempt failed; another gateway takes the event when the lease ends",
+				zap.String("queue", rt.name), zap.String("id", ev.ID), zap.Error(err))
+		}
 		return
 	}
 	now := rt.now()

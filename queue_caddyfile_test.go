@@ -63,14 +63,23 @@ func TestQueueCaddyfileErrors(t *testing.T) {
 			store bbolt /a.db /b.db
 			` + qcDeliver + `
 		}`, []string{"queue store: use"}, 4},
-		{"store redis", `queue {
-			store redis redis://127.0.0.1:6379/0
+		{"store redis without a scheme", `queue {
+			store redis 127.0.0.1:6379
 			` + qcDeliver + `
-		}`, []string{"queue store redis is not available yet", "use store bbolt"}, 4},
+		}`, []string{"queue store redis: the URL starts with redis:// or rediss://"}, 4},
 		{"store redis without url", `queue {
 			store redis
 			` + qcDeliver + `
-		}`, []string{"queue store redis is not available yet"}, 4},
+		}`, []string{"queue store redis needs a URL: store redis redis://host:6379/0"}, 4},
+		{"durability unknown", `queue {
+			store redis redis://127.0.0.1:6379/0
+			durability none
+			` + qcDeliver + `
+		}`, []string{"durability takes strict", "or relaxed"}, 5},
+		{"durability without store redis", `queue {
+			` + qcDeliver + `
+			durability relaxed
+		}`, []string{"durability is for store redis"}, 7},
 
 		// repeated options
 		{"store twice", `queue {
@@ -279,7 +288,7 @@ func TestQueueCaddyfileErrors(t *testing.T) {
 		{"unknown option", `queue {
 			` + qcDeliver + `
 			retries 5
-		}`, []string{"unrecognized queue option 'retries'", "use store, deliver, retry, max_age, max_attempts, attempt_timeout, concurrency, ordered, max_pending, ttl or require_id"}, 7},
+		}`, []string{"unrecognized queue option 'retries'", "use store, durability, deliver, retry, max_age, max_attempts, attempt_timeout, concurrency, ordered, max_pending, ttl or require_id"}, 7},
 		{"dedupe option in queue", `queue {
 			` + qcDeliver + `
 			key_prefix a:
@@ -420,9 +429,21 @@ func TestQueueProvisionErrors(t *testing.T) {
 		handlers func(path string) []string
 		want     []string // substrings of the error; none: the config loads
 	}{
-		{"store redis", func(p string) []string {
+		{"store redis without url", func(string) []string {
+			return []string{qcHandler("vivreal", `"store": "redis"`)}
+		}, []string{"vivreal: queue: store redis needs a URL"}},
+		{"store redis with a path", func(p string) []string {
 			return []string{qcHandler("vivreal", p+`, "store": "redis", "redis_url": "redis://127.0.0.1:1/0"`)}
-		}, []string{"vivreal: queue: store redis is not available yet: use store bbolt"}},
+		}, []string{"queue: a path is for store bbolt, not redis"}},
+		{"store redis, unknown durability", func(string) []string {
+			return []string{qcHandler("vivreal", `"store": "redis", "redis_url": "redis://127.0.0.1:1/0", "durability": "lax"`)}
+		}, []string{"queue: unknown durability 'lax': strict or relaxed"}},
+		{"durability on bbolt", func(p string) []string {
+			return []string{qcHandler("vivreal", p+`, "durability": "relaxed"`)}
+		}, []string{"queue: redis_url and durability are for store redis"}},
+		{"store redis, url placeholder unset", func(string) []string {
+			return []string{qcHandler("vivreal", `"store": "redis", "redis_url": "redis://:{env.WV_QC_UNSET_REDIS_PW}@127.0.0.1:1/0"`)}
+		}, []string{"queue: redis url", "WV_QC_UNSET_REDIS_PW", "resolves to an empty string"}},
 		{"unknown store", func(p string) []string {
 			return []string{qcHandler("vivreal", p+`, "store": "memcached"`)}
 		}, []string{"queue: unknown store 'memcached': use bbolt"}},

@@ -66,8 +66,11 @@ type qRecorder struct {
 	mu        sync.Mutex
 	requests  int
 	delivered map[string][]qDelivery // answered 200
+	order     []string               // the ids answered 200, in order
 	refused   map[string]int         // answered 503 or 500
 	held      map[string]int         // held requests that arrived
+	heldBy    map[string]int         // held requests by their X-Gateway header
+	heldNow   map[string]int         // requests held now, by X-Gateway
 	abandoned map[string]int         // held requests the gateway gave up
 	holds     map[string]chan struct{}
 	problems  []string
@@ -81,7 +84,7 @@ type qRecorder struct {
 func newQRecorder(t *testing.T, name string, mode int32) *qRecorder {
 	t.Helper()
 	r := &qRecorder{t: t, name: name, delivered: map[string][]qDelivery{}, refused: map[string]int{},
-		held: map[string]int{}, abandoned: map[string]int{}, holds: map[string]chan struct{}{}}
+		held: map[string]int{}, heldBy: map[string]int{}, heldNow: map[string]int{}, abandoned: map[string]int{}, holds: map[string]chan struct{}{}}
 	r.mode.Store(mode)
 	r.srv = httptest.NewServer(r) // on 127.0.0.1
 	t.Cleanup(func() {
@@ -126,9 +129,16 @@ func (r *qRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	hold := r.holds[ev.ID]
 	if hold != nil {
 		r.held[ev.ID]++
+		r.heldBy[req.Header.Get("X-Gateway")]++
+		r.heldNow[req.Header.Get("X-Gateway")]++
 	}
 	r.mu.Unlock()
 	if hold != nil {
+		defer func() {
+			r.mu.Lock()
+			r.heldNow[req.Header.Get("X-Gateway")]--
+			r.mu.Unlock()
+		}()
 		select {
 		case <-hold:
 		case <-req.Context().Done():
@@ -158,6 +168,7 @@ func (r *qRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// whatever happens to the gateway afterwards
 	r.mu.Lock()
 	r.delivered[ev.ID] = append(r.delivered[ev.ID], qDelivery{sum: sha256.Sum256(body), size: len(body), header: req.Header.Clone()})
+	r.order = append(r.order, ev.ID)
 	r.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
@@ -1320,9 +1331,15 @@ func TestQueueDiskFlapping(t *testing.T) {
 // logged, and delivered after `caddy webhook queue replay`.
 func TestQueueDeadReplayCLI(t *testing.T) {
 	needCaddy(t)
-	rec := newQRecorder(t, "backend", qFail)
 	db := filepath.Join(t.TempDir(), "q.db")
-	c := qStart(t, db, rec.addr(), "\t\t\t\tretry 100ms\n\t\t\t\tmax_attempts 2")
+	testDeadReplayCLI(t, func(up, opts string) *caddyProc { return qStart(t, db, up, opts) })
+}
+
+// testDeadReplayCLI is TestQueueDeadReplayCLI on the store of the Caddy
+// start starts (store redis: queue_redis_test.go).
+func testDeadReplayCLI(t *testing.T, start func(up, opts string) *caddyProc) {
+	rec := newQRecorder(t, "backend", qFail)
+	c := start(rec.addr(), "\t\t\t\tretry 100ms\n\t\t\t\tmax_attempts 2")
 	addr := fmt.Sprintf("127.0.0.1:%d", c.admin)
 	client := newClient(time.Minute)
 	defer client.CloseIdleConnections()

@@ -1,7 +1,9 @@
 // Package queue is the durable store of the webhook gateway's
 // store-and-forward mode: verified events are appended to a bbolt file
-// (fsync'd before the sender is answered), delivered later by the gateway,
-// retried, and kept as dead when they cannot be delivered.
+// (fsync'd before the sender is answered), or to a Redis server shared by
+// several gateways (redis.go: in the AOF on disk before the answer),
+// delivered later by the gateway, retried, and kept as dead when they
+// cannot be delivered. Both are behind Backend (backend.go).
 //
 // One Store is one bbolt file; it holds any number of named queues. Every
 // write goes through one committer goroutine that takes every write
@@ -72,6 +74,9 @@ type Event struct {
 	DoneAt        time.Time `json:"done_at,omitzero"`    // delivered or dead
 	ExpiresAt     time.Time `json:"expires_at,omitzero"` // then its id is forgotten
 	Replays       int       `json:"replays,omitempty"`
+	// LeasedUntil: a gateway holds the pending event's lease (it is
+	// being delivered) until then. Redis only; never stored.
+	LeasedUntil time.Time `json:"leased_until,omitzero"`
 
 	// Body is the raw body; only filled where asked for.
 	Body []byte `json:"-"`

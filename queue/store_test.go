@@ -49,7 +49,11 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-func TestStoreModel(t *testing.T) {
+// TestStoreModel is the contract suite's model test on the bbolt store.
+func TestStoreModel(t *testing.T) { runModel(t, bboltKit) }
+
+// runModel runs the model test against the store kit makes.
+func runModel(t *testing.T, kit storeKit) {
 	var seeds []uint64
 	if v := os.Getenv("QUEUE_MODEL_SEED"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
@@ -75,7 +79,7 @@ func TestStoreModel(t *testing.T) {
 			wg.Go(func() {
 				defer func() { <-sem }()
 				t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
-					r := newModelRun(t, seed)
+					r := newModelRun(t, seed, kit)
 					defer r.close()
 					for r.step = 1; r.step <= steps; r.step++ {
 						r.doStep()
@@ -203,16 +207,18 @@ func (mq *mQueue) oldest() *mEvent {
 }
 
 type modelRun struct {
-	t     *testing.T
-	seed  uint64
-	rng   *rand.Rand
-	fill  *rand.ChaCha8 // the bytes of bodies
-	dir   string
-	path  string
-	files int
+	t    *testing.T
+	seed uint64
+	rng  *rand.Rand
+	fill *rand.ChaCha8 // the bytes of bodies
+	kit  storeKit
+	st   modelStore
+	// res is the store's resolution of due and expiry times: the
+	// model's clock moves in steps of it
+	res time.Duration
 
-	s  *Store
-	qs map[string]*Queue
+	s  Engine
+	qs map[string]Backend
 	ms map[string]*mQueue
 
 	now      time.Time // the model clock: every time the store sees
@@ -226,19 +232,20 @@ type modelRun struct {
 	hits     map[string]int
 }
 
-func newModelRun(t *testing.T, seed uint64) *modelRun {
+func newModelRun(t *testing.T, seed uint64, kit storeKit) *modelRun {
 	r := &modelRun{
 		t:       t,
 		seed:    seed,
 		rng:     rand.New(rand.NewPCG(seed, seed*0x9e3779b97f4a7c15+1)),
 		fill:    rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24)}),
-		dir:     t.TempDir(),
+		kit:     kit,
+		res:     max(kit.res, 1),
 		ms:      map[string]*mQueue{},
 		now:     time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).Add(time.Duration(seed) * time.Hour),
 		allSeen: map[string]bool{},
 		hits:    map[string]int{},
 	}
-	r.path = filepath.Join(r.dir, "queue.db")
+	r.st = kit.setup(t)
 	for _, name := range modelQueues {
 		r.ms[name] = &mQueue{name: name, events: map[string]*mEvent{}, known: map[string]bool{}}
 	}
@@ -258,8 +265,8 @@ func (r *modelRun) fatalf(format string, args ...any) {
 	if len(tail) > 25 {
 		tail = tail[len(tail)-25:]
 	}
-	r.t.Fatalf("seed %d, step %d: %s\n(replay: QUEUE_MODEL_SEED=%d go test -run TestStoreModel ./queue/)\nlast steps:\n  %s",
-		r.seed, r.step, fmt.Sprintf(format, args...), r.seed, strings.Join(tail, "\n  "))
+	r.t.Fatalf("seed %d, step %d: %s\n(replay: QUEUE_MODEL_SEED=%d go test -run %s ./queue/)\nlast steps:\n  %s",
+		r.seed, r.step, fmt.Sprintf(format, args...), r.seed, strings.SplitN(r.t.Name(), "/", 2)[0], strings.Join(tail, "\n  "))
 }
 
 func (r *modelRun) hit(path string) { r.hits[path]++ }
@@ -269,13 +276,13 @@ func (r *modelRun) logf(format string, args ...any) {
 }
 
 func (r *modelRun) open() {
-	s, err := Open(r.path, Options{LockTimeout: 2 * time.Second})
+	s, err := r.st.open()
 	if err != nil {
-		r.fatalf("Open(%s): %v", r.path, err)
+		r.fatalf("open %s: %v", r.st, err)
 	}
-	r.s, r.qs = s, map[string]*Queue{}
+	r.s, r.qs = s, map[string]Backend{}
 	for _, name := range modelQueues {
-		q, err := s.Queue(name)
+		q, err := s.OpenQueue(name)
 		if err != nil {
 			r.fatalf("Queue(%s): %v", name, err)
 		}
@@ -287,7 +294,7 @@ func (r *modelRun) open() {
 func (r *modelRun) doStep() {
 	r.touched = r.touched[:0]
 	// time passes between any two steps, to the nanosecond
-	r.now = r.now.Add(time.Duration(r.rng.Int64N(int64(5 * time.Second))))
+	r.now = r.now.Add(r.dur(5 * time.Second))
 	name := modelQueues[0]
 	if r.rng.IntN(5) == 0 {
 		name = modelQueues[1]
@@ -498,7 +505,7 @@ func (r *modelRun) attempt(mq *mQueue, want State) {
 			id = "never-" + strconv.Itoa(r.rng.IntN(1000))
 		}
 	}
-	o := Outcome{At: r.now, TTL: time.Minute + time.Duration(r.rng.Int64N(int64(2*time.Hour)))}
+	o := Outcome{At: r.now, TTL: time.Minute + r.dur(2*time.Hour)}
 	switch want {
 	case Delivered:
 		o.Delivered, o.Status = true, []int{200, 202, 204}[r.rng.IntN(3)]
@@ -506,7 +513,7 @@ func (r *modelRun) attempt(mq *mQueue, want State) {
 		o.Dead, o.Status, o.Error = true, []int{0, 410, 500}[r.rng.IntN(3)], "gave up: "+strconv.Itoa(r.step)
 	default:
 		o.Status, o.Error = []int{0, 429, 502}[r.rng.IntN(3)], "attempt failed: "+strconv.Itoa(r.step)
-		o.RetryAt = r.now.Add(time.Second + time.Duration(r.rng.Int64N(int64(30*time.Minute))))
+		o.RetryAt = r.now.Add(time.Second + r.dur(30*time.Minute))
 	}
 	r.logf("complete %s %q as %s (%+v)", mq.name, id, want, o)
 	r.touched = append(r.touched, id)
@@ -621,7 +628,7 @@ func (r *modelRun) discard(mq *mQueue) {
 func (r *modelRun) purge(mq *mQueue) {
 	q := r.qs[mq.name]
 	if r.rng.IntN(2) == 0 {
-		r.now = r.now.Add(time.Duration(r.rng.Int64N(int64(3 * time.Hour))))
+		r.now = r.now.Add(r.dur(3 * time.Hour))
 	}
 	want := 0
 	for _, id := range mq.ids {
@@ -653,32 +660,26 @@ func (r *modelRun) pause(mq *mQueue) {
 }
 
 func (r *modelRun) advance() {
-	d := time.Duration(r.rng.Int64N(int64(40 * time.Minute)))
+	d := r.dur(40 * time.Minute)
 	r.now = r.now.Add(d)
 	r.logf("clock +%s", d)
 }
 
-// reopen closes the store and opens it again. With crash, it first copies
-// the file byte for byte while the store is open and idle: every commit
-// is already fsync'd, so that copy is what a kill -9 leaves behind; the
-// copy is what is opened.
+// dur is a random duration below d, in steps of the store's resolution.
+func (r *modelRun) dur(d time.Duration) time.Duration {
+	return time.Duration(r.rng.Int64N(int64(d))).Truncate(r.res)
+}
+
+// reopen closes the store and opens it again. With crash, the store is
+// first left as a kill -9 leaves it (the kit says how: a copy of the
+// bbolt file taken while it is open; a redis-server killed and started
+// again from its AOF).
 func (r *modelRun) reopen(crash bool) {
 	if crash {
-		data, err := os.ReadFile(r.path)
-		if err != nil {
-			r.fatalf("copying the open file: %v", err)
+		r.logf("crash: %s", r.st)
+		if err := r.st.crash(r.s); err != nil {
+			r.fatalf("crash: %v", err)
 		}
-		r.files++
-		cp := filepath.Join(r.dir, fmt.Sprintf("crash-%d.db", r.files))
-		if err := os.WriteFile(cp, data, 0o600); err != nil {
-			r.fatalf("writing the copy: %v", err)
-		}
-		r.logf("crash: copy %d bytes to %s, reopen the copy", len(data), filepath.Base(cp))
-		if err := r.s.Close(); err != nil {
-			r.fatalf("Close: %v", err)
-		}
-		_ = os.Remove(r.path)
-		r.path = cp
 		r.hit("crash reopen")
 	} else {
 		r.logf("close and open")
@@ -770,7 +771,7 @@ func idsOf(evs []*Event) []string {
 	return out
 }
 
-func (r *modelRun) checkDue(mq *mQueue, q *Queue) {
+func (r *modelRun) checkDue(mq *mQueue, q Backend) {
 	all := mq.pendingByDue()
 	var due []string
 	next := time.Time{}
@@ -965,7 +966,7 @@ type enqueued struct {
 // checkEnqueued checks concurrent enqueues: every distinct id stored
 // exactly once, with the body of the one call that stored it; the others
 // are duplicates; seqs distinct. It returns the winners.
-func checkEnqueued(t *testing.T, q *Queue, all []enqueued) map[string]enqueued {
+func checkEnqueued(t *testing.T, q Backend, all []enqueued) map[string]enqueued {
 	t.Helper()
 	won := map[string]enqueued{}
 	seqs := map[uint64]string{}
@@ -1004,7 +1005,7 @@ func checkEnqueued(t *testing.T, q *Queue, all []enqueued) map[string]enqueued {
 	return won
 }
 
-func wantCounts(t *testing.T, q *Queue, won map[string]enqueued) {
+func wantCounts(t *testing.T, q Backend, won map[string]enqueued) {
 	t.Helper()
 	var want Counts
 	for _, w := range won {
@@ -1191,9 +1192,10 @@ func TestLocked(t *testing.T) {
 
 // TestBigBody: a 5 MiB random body survives enqueue, reopen, death and
 // replay byte for byte.
-func TestBigBody(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	s, q := openTest(t, path)
+func TestBigBody(t *testing.T) { forEachStore(t, testBigBody) }
+
+func testBigBody(t *testing.T, st modelStore) {
+	s, q := openStore(t, st)
 	body := make([]byte, 5<<20)
 	_, _ = rand.NewChaCha8([32]byte{5}).Read(body)
 	want := bytes.Clone(body)
@@ -1202,7 +1204,7 @@ func TestBigBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	clear(body) // the store keeps no reference to the caller's buffer
-	get := func(q *Queue) {
+	get := func(q Backend) {
 		t.Helper()
 		ev, err := q.Get("big", true)
 		if err != nil {
@@ -1216,7 +1218,7 @@ func TestBigBody(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, q = openTest(t, path)
+	s, q = openStore(t, st)
 	get(q)
 	evs, _, err := q.Due(now, 1, false, none)
 	if err != nil || len(evs) != 1 || !bytes.Equal(evs[0].Body, want) {
@@ -1225,10 +1227,11 @@ func TestBigBody(t *testing.T) {
 	if err := q.Complete("big", Outcome{Dead: true, At: now, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
+	// as a kill -9 leaves it
+	if err := st.crash(s); err != nil {
 		t.Fatal(err)
 	}
-	_, q = openTest(t, path)
+	_, q = openStore(t, st)
 	if _, err := q.Replay("big", now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -1333,9 +1336,10 @@ func TestClosed(t *testing.T) {
 // keeps the event's fields, cannot. The id the store hands out (Due, Get,
 // List, Replay) must be the one stored, or the attempt's Complete finds
 // nothing and the event is delivered again and again.
-func TestIDNotUTF8(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	s, q := openTest(t, path)
+func TestIDNotUTF8(t *testing.T) { forEachStore(t, testIDNotUTF8) }
+
+func testIDNotUTF8(t *testing.T, st modelStore) {
+	s, q := openStore(t, st)
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	for _, id := range []string{"a\xff", "b\xfe\xfd"} {
 		if _, err := q.Enqueue(&Event{ID: id, ReceivedAt: now, Body: []byte(id)}, Limits{}); err != nil {
@@ -1365,7 +1369,7 @@ func TestIDNotUTF8(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, q = openTest(t, path)
+	_, q = openStore(t, st)
 	if c := q.Counts(); c != (Counts{Pending: 1, PendingBytes: 2}) {
 		t.Fatalf("after Discard and reopen: %+v", c)
 	}
@@ -1421,9 +1425,10 @@ func TestBackup(t *testing.T) {
 // (which JSON would change) are stored and delivered byte for byte; an
 // empty id or one bbolt cannot take as a key is refused before it can fail
 // a group commit.
-func TestTextNotUTF8AndBadIDs(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	s, q := openTest(t, path)
+func TestTextNotUTF8AndBadIDs(t *testing.T) { forEachStore(t, testTextNotUTF8AndBadIDs) }
+
+func testTextNotUTF8AndBadIDs(t *testing.T, st modelStore) {
+	s, q := openStore(t, st)
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	in := &Event{ID: "bin-1", Method: "POST", URI: "/hook?q=\xff\xfe", Host: "h",
 		Header:     http.Header{"X-Raw": {"caf\xe9", "ok"}, "X-Plain": {"plain"}},
@@ -1437,7 +1442,7 @@ func TestTextNotUTF8AndBadIDs(t *testing.T) {
 		}
 	}
 	_ = s.Close()
-	s2, q2 := openTest(t, path)
+	s2, q2 := openStore(t, st)
 	defer s2.Close()
 	evs, _, err := q2.Due(now, 10, false, none)
 	if err != nil || len(evs) != 1 {

@@ -49,6 +49,15 @@ func StartWithArgs(t testing.TB, args ...string) *Server {
 	return s
 }
 
+// StartDurable starts redis-server with its data in a directory of the
+// test: appendonly yes, appendfsync always (Redis fsyncs the AOF before it
+// answers a write), then args. Restart (a kill -9 and a start) reloads
+// the AOF: what the server acknowledged is still there.
+func StartDurable(t testing.TB, args ...string) *Server {
+	t.Helper()
+	return StartWithArgs(t, append([]string{"--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir()}, args...)...)
+}
+
 // warnOnce prints the missing redis-server warning once per test binary.
 var warnOnce sync.Once
 
@@ -164,7 +173,8 @@ func (s *Server) ping() bool {
 	return err == nil && (line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH"))
 }
 
-// Stop kills the server and waits for it; its data is gone.
+// Stop kills the server (SIGKILL) and waits for it; its data is gone,
+// unless it was started by StartDurable.
 func (s *Server) Stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
@@ -174,7 +184,8 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart starts a fresh, empty server on the same port.
+// Restart kills the server (SIGKILL) and starts it again on the same
+// port: empty, or from its AOF when started by StartDurable.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
