@@ -140,6 +140,7 @@ type stringifier struct {
 	scratch []byte
 	order   []int32
 	tabs    [][]uint64 // key tables, one per depth (see "Key tables")
+	spare   []uint64   // the table regrow moves entries into
 
 	// the first frames and members, not charged (a small fixed cost)
 	frameBuf  [8]frame
@@ -598,6 +599,35 @@ func (s *stringifier) table(d, n int) ([]uint64, error) {
 	return t, nil
 }
 
+// regrow doubles the key table of depth d, moving its entries (a slot's
+// tag says where it goes) into the spare table, which becomes depth d's;
+// the old one becomes the spare.
+func (s *stringifier) regrow(d int) ([]uint64, error) {
+	old := s.tabs[d]
+	size := 2 * len(old)
+	t := s.spare
+	if cap(t) < size {
+		var err error
+		if t, err = grow(s, t[:0], size); err != nil {
+			return nil, err
+		}
+	}
+	t = t[:size]
+	clear(t)
+	mask := uint32(size - 1)
+	for _, e := range old {
+		if e != 0 {
+			p := uint32(e>>32) & mask
+			for t[p] != 0 {
+				p = (p + 1) & mask
+			}
+			t[p] = e
+		}
+	}
+	s.tabs[d], s.spare = t, old
+	return t, nil
+}
+
 // tabInsert puts v under tag in t, which has room.
 func tabInsert(t []uint64, tag uint32, v int) {
 	mask := uint32(len(t) - 1)
@@ -634,8 +664,14 @@ func (s *stringifier) repeated(f *frame, kb []byte, i int) (bool, error) {
 	if f.tabbed {
 		t = s.tabs[d]
 	}
-	if !f.tabbed || 2*(f.plain+1) > len(t) {
-		// (re)build the table from the members, twice as large
+	if f.tabbed && 2*(f.plain+1) > len(t) {
+		var err error
+		if t, err = s.regrow(d); err != nil {
+			return false, err
+		}
+	}
+	if !f.tabbed {
+		// build the table from the members
 		var err error
 		if t, err = s.table(d, f.plain+1); err != nil {
 			return false, err
