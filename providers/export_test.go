@@ -20,3 +20,6 @@ func RepeatedPending() (bool, error) {
 	// the second key is raw[8:12]; its output offset is the same
 	return s.repeated(&s.frames[0], raw[8:12], 12)
 }
+
+// AppendShortDecimal is appendShortDecimal.
+var AppendShortDecimal = appendShortDecimal

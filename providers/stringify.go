@@ -1102,7 +1102,9 @@ func (s *stringifier) num(i int) (int, error) {
 		return 0, ErrStringifySyntax
 	}
 	intEnd := j
+	frac := false
 	if j < len(raw) && raw[j] == '.' {
+		frac = true
 		j++
 		k := j
 		for j < len(raw) && '0' <= raw[j] && raw[j] <= '9' {
@@ -1112,7 +1114,9 @@ func (s *stringifier) num(i int) (int, error) {
 			return 0, ErrStringifySyntax
 		}
 	}
+	exp := false
 	if j < len(raw) && (raw[j] == 'e' || raw[j] == 'E') {
+		exp = true
 		j++
 		if j < len(raw) && (raw[j] == '+' || raw[j] == '-') {
 			j++
@@ -1132,11 +1136,59 @@ func (s *stringifier) num(i int) (int, error) {
 		return j, nil
 	}
 	var buf [32]byte
-	out := AppendJSNumber(buf[:0], parseJSONNumber(lit))
+	out, ok := []byte(nil), false
+	if frac && !exp {
+		out, ok = appendShortDecimal(buf[:0], lit, intEnd-i)
+	}
+	if !ok {
+		out = AppendJSNumber(buf[:0], parseJSONNumber(lit))
+	}
 	if bytes.Equal(out, lit) {
 		return j, nil
 	}
 	return j, s.change(i, j, out)
+}
+
+// appendShortDecimal appends, when it can tell without converting, what
+// JSON.stringify writes for lit, a JSON number with a fraction and no
+// exponent whose integer part is lit[:intLen]: when lit has at most 15
+// significant digits and is 0 or at least 1e-6 in magnitude. Such a
+// decimal is the only one of at most 15 digits to round to its double
+// (DBL_DIG), so Number::toString's shortest round trip is its digits, in
+// fixed notation: lit without the fraction's trailing zeros (and its '.'
+// when none is left), 0 for ±0.
+func appendShortDecimal(b, lit []byte, intLen int) ([]byte, bool) {
+	d := 0
+	if lit[0] == '-' {
+		d = 1
+	}
+	ip, fr := lit[d:intLen], lit[intLen+1:]
+	for len(fr) > 0 && fr[len(fr)-1] == '0' {
+		fr = fr[:len(fr)-1]
+	}
+	sig := len(ip) + len(fr)
+	if ip[0] == '0' { // "0.": no integer digits; the fraction's leading zeros are not significant
+		z := 0
+		for z < len(fr) && fr[z] == '0' {
+			z++
+		}
+		if len(fr) == 0 {
+			return append(b, '0'), true
+		}
+		if z > 5 { // under 1e-6: exponent notation
+			return b, false
+		}
+		sig = len(fr) - z
+	}
+	if sig > 15 {
+		return b, false
+	}
+	b = append(b, lit[:intLen]...)
+	if len(fr) > 0 {
+		b = append(b, '.')
+		b = append(b, fr...)
+	}
+	return b, true
 }
 
 // parseJSONNumber converts a JSON number literal to the nearest double,

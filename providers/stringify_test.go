@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -429,5 +431,61 @@ func TestStringifyRepeatedPendingSpan(t *testing.T) {
 	rep, err := providers.RepeatedPending()
 	if err != nil || !rep {
 		t.Fatalf("repeated = %v, %v; want true", rep, err)
+	}
+}
+
+// The fast path for short decimals gives what the conversion gives
+// (AppendJSNumber, checked against Node by the vectors and the
+// differential test), and leaves what it cannot tell to it.
+func TestStringifyShortDecimal(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	digits := func(n int, lead bool) string {
+		b := make([]byte, n)
+		for k := range b {
+			b[k] = byte('0' + r.IntN(10))
+			if r.IntN(3) == 0 {
+				b[k] = '0'
+			}
+		}
+		if lead && n > 0 && b[0] == '0' {
+			b[0] = '1' + byte(r.IntN(9))
+		}
+		return string(b)
+	}
+	fast := 0
+	for range 300000 {
+		lit := ""
+		if r.IntN(2) == 0 {
+			lit = "-"
+		}
+		ip := "0"
+		if r.IntN(2) == 0 {
+			ip = digits(1+r.IntN(17), true)
+		}
+		lit += ip + "." + digits(1+r.IntN(20), false)
+		got, ok := providers.AppendShortDecimal(nil, []byte(lit), strings.IndexByte(lit, '.'))
+		f, _ := strconv.ParseFloat(lit, 64)
+		want := providers.AppendJSNumber(nil, f)
+		if ok {
+			fast++
+			if string(got) != string(want) {
+				t.Fatalf("%s: fast path %q, conversion %q", lit, got, want)
+			}
+		}
+	}
+	for _, lit := range []string{"0.10", "-0.0", "0.000001", "123.4500", "999999999999999.0", "-0.00000123"} {
+		got, ok := providers.AppendShortDecimal(nil, []byte(lit), strings.IndexByte(lit, '.'))
+		if !ok {
+			t.Fatalf("%s: not taken by the fast path", lit)
+		}
+		t.Logf("%s -> %s", lit, got)
+	}
+	for _, lit := range []string{"0.0000001", "1234567890123456.0", "0.1234567890123456", "1.0000000000000001"} {
+		if _, ok := providers.AppendShortDecimal(nil, []byte(lit), strings.IndexByte(lit, '.')); ok {
+			t.Fatalf("%s: taken by the fast path", lit)
+		}
+	}
+	if fast < 50000 {
+		t.Fatalf("only %d of the random decimals took the fast path", fast)
 	}
 }
