@@ -21,5 +21,5 @@ func RepeatedPending() (bool, error) {
 	return s.repeated(&s.frames[0], raw[8:12], 12)
 }
 
-// AppendShortDecimal is appendShortDecimal.
-var AppendShortDecimal = appendShortDecimal
+// AppendShortNumber is appendShortNumber.
+var AppendShortNumber = appendShortNumber

@@ -1102,9 +1102,7 @@ func (s *stringifier) num(i int) (int, error) {
 		return 0, ErrStringifySyntax
 	}
 	intEnd := j
-	frac := false
 	if j < len(raw) && raw[j] == '.' {
-		frac = true
 		j++
 		k := j
 		for j < len(raw) && '0' <= raw[j] && raw[j] <= '9' {
@@ -1114,9 +1112,7 @@ func (s *stringifier) num(i int) (int, error) {
 			return 0, ErrStringifySyntax
 		}
 	}
-	exp := false
 	if j < len(raw) && (raw[j] == 'e' || raw[j] == 'E') {
-		exp = true
 		j++
 		if j < len(raw) && (raw[j] == '+' || raw[j] == '-') {
 			j++
@@ -1136,10 +1132,7 @@ func (s *stringifier) num(i int) (int, error) {
 		return j, nil
 	}
 	var buf [32]byte
-	out, ok := []byte(nil), false
-	if frac && !exp {
-		out, ok = appendShortDecimal(buf[:0], lit, intEnd-i)
-	}
+	out, ok := appendShortNumber(buf[:0], lit)
 	if !ok {
 		out = AppendJSNumber(buf[:0], parseJSONNumber(lit))
 	}
@@ -1149,44 +1142,102 @@ func (s *stringifier) num(i int) (int, error) {
 	return j, s.change(i, j, out)
 }
 
-// appendShortDecimal appends, when it can tell without converting, what
-// JSON.stringify writes for lit, a JSON number with a fraction and no
-// exponent whose integer part is lit[:intLen]: when lit has at most 15
-// significant digits and is 0 or at least 1e-6 in magnitude. Such a
-// decimal is the only one of at most 15 digits to round to its double
-// (DBL_DIG), so Number::toString's shortest round trip is its digits, in
-// fixed notation: lit without the fraction's trailing zeros (and its '.'
-// when none is left), 0 for ±0.
-func appendShortDecimal(b, lit []byte, intLen int) ([]byte, bool) {
-	d := 0
-	if lit[0] == '-' {
-		d = 1
+// appendShortNumber appends, when it can tell without converting, what
+// JSON.stringify writes for lit, a JSON number: when its value is 0 or has
+// at most 15 significant digits and a decimal exponent well inside the
+// normal doubles. Such a decimal is the only one of at most 15 digits to
+// round to its double (DBL_DIG), so Number::toString's shortest round trip
+// is its digits without trailing zeros, written as Number::toString
+// writes digits d (k of them) with the value 0.d × 10^n.
+func appendShortNumber(b, lit []byte) ([]byte, bool) {
+	var dbuf [24]byte
+	d := dbuf[:0] // the significant digits
+	j, n := 0, 0
+	neg := lit[0] == '-'
+	if neg {
+		j = 1
 	}
-	ip, fr := lit[d:intLen], lit[intLen+1:]
-	for len(fr) > 0 && fr[len(fr)-1] == '0' {
-		fr = fr[:len(fr)-1]
-	}
-	sig := len(ip) + len(fr)
-	if ip[0] == '0' { // "0.": no integer digits; the fraction's leading zeros are not significant
-		z := 0
-		for z < len(fr) && fr[z] == '0' {
-			z++
+	for ; j < len(lit) && lit[j] >= '0' && lit[j] <= '9'; j++ {
+		if len(d) == 0 && lit[j] == '0' {
+			continue
 		}
-		if len(fr) == 0 {
-			return append(b, '0'), true
-		}
-		if z > 5 { // under 1e-6: exponent notation
+		if len(d) == len(dbuf) {
 			return b, false
 		}
-		sig = len(fr) - z
+		d = append(d, lit[j])
+		n++
 	}
-	if sig > 15 {
+	if j < len(lit) && lit[j] == '.' {
+		for j++; j < len(lit) && lit[j] >= '0' && lit[j] <= '9'; j++ {
+			if len(d) == 0 && lit[j] == '0' {
+				n--
+				continue
+			}
+			if len(d) == len(dbuf) {
+				return b, false
+			}
+			d = append(d, lit[j])
+		}
+	}
+	if j < len(lit) { // an exponent
+		j++
+		eneg := false
+		if lit[j] == '+' || lit[j] == '-' {
+			eneg = lit[j] == '-'
+			j++
+		}
+		if len(lit)-j > 4 {
+			return b, false
+		}
+		e := 0
+		for ; j < len(lit); j++ {
+			e = e*10 + int(lit[j]-'0')
+		}
+		if eneg {
+			e = -e
+		}
+		n += e
+	}
+	for len(d) > 0 && d[len(d)-1] == '0' {
+		d = d[:len(d)-1]
+	}
+	k := len(d)
+	switch {
+	case k == 0:
+		return append(b, '0'), true
+	case k > 15 || n > 300 || n < -300:
 		return b, false
 	}
-	b = append(b, lit[:intLen]...)
-	if len(fr) > 0 {
+	if neg {
+		b = append(b, '-')
+	}
+	switch {
+	case k <= n && n <= 21:
+		b = append(b, d...)
+		for range n - k {
+			b = append(b, '0')
+		}
+	case 0 < n && n <= 21:
+		b = append(b, d[:n]...)
 		b = append(b, '.')
-		b = append(b, fr...)
+		b = append(b, d[n:]...)
+	case -6 < n && n <= 0:
+		b = append(b, '0', '.')
+		for range -n {
+			b = append(b, '0')
+		}
+		b = append(b, d...)
+	default:
+		b = append(b, d[0])
+		if k > 1 {
+			b = append(b, '.')
+			b = append(b, d[1:]...)
+		}
+		b = append(b, 'e', '+')
+		if n-1 < 0 {
+			b[len(b)-1] = '-'
+		}
+		b = strconv.AppendInt(b, int64(max(n-1, 1-n)), 10)
 	}
 	return b, true
 }

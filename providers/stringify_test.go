@@ -434,10 +434,10 @@ func TestStringifyRepeatedPendingSpan(t *testing.T) {
 	}
 }
 
-// The fast path for short decimals gives what the conversion gives
+// The fast path for short numbers gives what the conversion gives
 // (AppendJSNumber, checked against Node by the vectors and the
 // differential test), and leaves what it cannot tell to it.
-func TestStringifyShortDecimal(t *testing.T) {
+func TestStringifyShortNumber(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	digits := func(n int, lead bool) string {
 		b := make([]byte, n)
@@ -453,17 +453,33 @@ func TestStringifyShortDecimal(t *testing.T) {
 		return string(b)
 	}
 	fast := 0
-	for range 300000 {
+	for range 500000 {
 		lit := ""
 		if r.IntN(2) == 0 {
 			lit = "-"
 		}
-		ip := "0"
 		if r.IntN(2) == 0 {
-			ip = digits(1+r.IntN(17), true)
+			lit += "0"
+		} else {
+			lit += digits(1+r.IntN(25), true)
 		}
-		lit += ip + "." + digits(1+r.IntN(20), false)
-		got, ok := providers.AppendShortDecimal(nil, []byte(lit), strings.IndexByte(lit, '.'))
+		if r.IntN(3) > 0 {
+			lit += "." + digits(1+r.IntN(25), false)
+		}
+		if r.IntN(2) == 0 {
+			lit += []string{"e", "E"}[r.IntN(2)] + []string{"", "+", "-"}[r.IntN(3)]
+			switch r.IntN(4) {
+			case 0:
+				lit += strconv.Itoa(r.IntN(30))
+			case 1:
+				lit += strconv.Itoa(r.IntN(400))
+			case 2:
+				lit += "0" + strconv.Itoa(r.IntN(400))
+			default:
+				lit += strconv.Itoa(280 + r.IntN(50))
+			}
+		}
+		got, ok := providers.AppendShortNumber(nil, []byte(lit))
 		f, _ := strconv.ParseFloat(lit, 64)
 		want := providers.AppendJSNumber(nil, f)
 		if ok {
@@ -473,19 +489,22 @@ func TestStringifyShortDecimal(t *testing.T) {
 			}
 		}
 	}
-	for _, lit := range []string{"0.10", "-0.0", "0.000001", "123.4500", "999999999999999.0", "-0.00000123"} {
-		got, ok := providers.AppendShortDecimal(nil, []byte(lit), strings.IndexByte(lit, '.'))
-		if !ok {
-			t.Fatalf("%s: not taken by the fast path", lit)
+	for _, c := range [][2]string{
+		{"0.10", "0.1"}, {"-0.0", "0"}, {"-0", "0"}, {"0e5", "0"}, {"0.000001", "0.000001"}, {"0.0000001", "1e-7"},
+		{"123.4500", "123.45"}, {"1e3", "1000"}, {"-2.5E-7", "-2.5e-7"}, {"1E21", "1e+21"}, {"1e20", "100000000000000000000"},
+		{"123e-20", "1.23e-18"}, {"12.5e1", "125"}, {"0.00012e2", "0.012"}, {"100000000000000000000000", "1e+23"},
+	} {
+		got, ok := providers.AppendShortNumber(nil, []byte(c[0]))
+		if !ok || string(got) != c[1] {
+			t.Fatalf("%s: %q (fast path %v), want %q", c[0], got, ok, c[1])
 		}
-		t.Logf("%s -> %s", lit, got)
 	}
-	for _, lit := range []string{"0.0000001", "1234567890123456.0", "0.1234567890123456", "1.0000000000000001"} {
-		if _, ok := providers.AppendShortDecimal(nil, []byte(lit), strings.IndexByte(lit, '.')); ok {
+	for _, lit := range []string{"1234567890123456.0", "0.1234567890123456", "1.0000000000000001", "1e400", "1e-320", "1e00001"} {
+		if _, ok := providers.AppendShortNumber(nil, []byte(lit)); ok {
 			t.Fatalf("%s: taken by the fast path", lit)
 		}
 	}
-	if fast < 50000 {
-		t.Fatalf("only %d of the random decimals took the fast path", fast)
+	if fast < 100000 {
+		t.Fatalf("only %d of the random numbers took the fast path", fast)
 	}
 }
