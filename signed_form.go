@@ -108,7 +108,9 @@ func (h *Handler) verifyAlternate(r *http.Request, signed providers.Signed, body
 			body.unreserve(int64(cap(b)))
 			putBuf(b)
 		},
-		Limit: int(h.MaxBodySize),
+		Reserve: func(n int) bool { return body.reserve(int64(n)) },
+		Release: func(n int) { body.unreserve(int64(n)) },
+		Limit:   int(h.MaxBodySize),
 	}
 	text, form, err := af.SignedText(r.Header, raw, opt)
 	switch {

@@ -274,3 +274,63 @@ func TestSignedFormRawBufferFreedOnce(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+// sfManyKeys is a compact object of n distinct keys.
+func sfManyKeys(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"id":"e1","event":"PUBLISH"`)
+	for k := range n {
+		b.WriteString(`,"key-` + strconv.Itoa(k) + `":` + strconv.Itoa(k))
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// The transform's working memory (its records of the keys) is held under
+// max_inflight_bytes too: an unsigned many-key body whose raw bytes fit
+// the budget but whose keys do not is answered 503, and nothing stays
+// reserved; with room, it is refused as any forgery. An object over
+// StringifyMaxKeys is refused (401).
+func TestSignedFormKeysBudget(t *testing.T) {
+	body := sfManyKeys(50000) // ~700 KB; its keys' records take several MiB
+	h := sfProvision(t, `, "max_body_size": 1048576, "max_inflight_bytes": 1048576`)
+	w := httptest.NewRecorder()
+	err := h.ServeHTTP(w, sfRequest(context.Background(), body, "forged"), &hRecorder{})
+	if got := hStatus(t, err); got != http.StatusServiceUnavailable || !errors.Is(err, ErrOverBudget) {
+		t.Fatalf("status %d (%v), want 503 over budget", got, err)
+	}
+	if n := h.inflight.Load(); n != 0 {
+		t.Fatalf("%d bytes left reserved", n)
+	}
+
+	h = sfProvision(t, `, "max_body_size": 1048576, "max_inflight_bytes": 16777216`)
+	err = h.ServeHTTP(httptest.NewRecorder(), sfRequest(context.Background(), body, "forged"), &hRecorder{})
+	if got := hStatus(t, err); got != http.StatusUnauthorized || !strings.Contains(sfReason(err), "the body is in that form already") {
+		t.Fatalf("with room: status %d (%v), want 401 already in that form", got, err)
+	}
+	if n := h.inflight.Load(); n != 0 {
+		t.Fatalf("%d bytes left reserved", n)
+	}
+	// and a signed pretty one verifies within that budget
+	pretty := strings.ReplaceAll(body, `,"`, ",\n  \"")
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &hRecorder{}
+	if err := h.ServeHTTP(httptest.NewRecorder(), sfRequest(ctx, pretty, body), rec); err != nil {
+		t.Fatalf("signed pretty body: %v", err)
+	}
+	if string(rec.body) != body {
+		t.Fatal("next did not get the signed text")
+	}
+	cancel()
+	sfWaitUnreserved(t, h)
+
+	h = sfProvision(t, "")
+	tooMany := sfManyKeys(providers.StringifyMaxKeys)
+	err = h.ServeHTTP(httptest.NewRecorder(), sfRequest(context.Background(), " "+tooMany, tooMany), &hRecorder{})
+	if got := hStatus(t, err); got != http.StatusUnauthorized || !strings.Contains(sfReason(err), "too many keys") {
+		t.Fatalf("%d keys: status %d (%v), want 401 too many keys", providers.StringifyMaxKeys+2, got, err)
+	}
+	if n := h.inflight.Load(); n != 0 {
+		t.Fatalf("%d bytes left reserved", n)
+	}
+}

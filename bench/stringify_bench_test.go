@@ -11,6 +11,7 @@ import (
 	"hash"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,8 @@ import (
 
 // StringifyBodies returns 5 MiB bodies for the fallback: a Vev PUBLISH in
 // JSON.stringify form ("compact"), the same pretty-printed ("pretty") and
-// with Go's HTML escapes ("goescaped"), and two token-dense worst cases.
+// with Go's HTML escapes ("goescaped"), and three worst cases: numbers to
+// reformat, objects to reorder, objects of StringifyMaxKeys keys ("keys").
 func StringifyBodies(tb testing.TB) []struct {
 	Name string
 	Body []byte
@@ -52,6 +54,23 @@ func StringifyBodies(tb testing.TB) []struct {
 		objs.WriteString(`{"b":1,"a":"x","1":true},`)
 	}
 	objs.WriteString("{}]")
+	// objects of providers.StringifyMaxKeys distinct keys, in JS order
+	var keys strings.Builder
+	keys.WriteString("[")
+	for keys.Len() < 5<<20 {
+		if keys.Len() > 1 {
+			keys.WriteByte(',')
+		}
+		keys.WriteByte('{')
+		for k := range providers.StringifyMaxKeys {
+			if k > 0 {
+				keys.WriteByte(',')
+			}
+			keys.WriteString(`"k` + strconv.FormatInt(int64(k), 36) + `":0`)
+		}
+		keys.WriteByte('}')
+	}
+	keys.WriteString("]")
 	return []struct {
 		Name string
 		Body []byte
@@ -61,6 +80,7 @@ func StringifyBodies(tb testing.TB) []struct {
 		{"goescaped", []byte(escaped)},
 		{"numbers", []byte(nums.String())},
 		{"reorder", []byte(objs.String())},
+		{"keys", []byte(keys.String())},
 	}
 }
 

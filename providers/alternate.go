@@ -23,7 +23,8 @@ import (
 // An error means the request has no alternate form (the option is off, its
 // headers or body rule it out, or the text equals the raw body, whose MAC
 // failed already): the request is refused. ErrAlternateBudget means the
-// handler's memory budget ran out (opt.Alloc returned nil).
+// handler's memory budget ran out (opt.Alloc returned nil or opt.Reserve
+// false).
 type AlternateForm interface {
 	SignedText(h http.Header, body []byte, opt TextOptions) (text []byte, form string, err error)
 }
@@ -40,7 +41,8 @@ var (
 	ErrNoAlternate = errors.New("no alternate form")
 	// ErrSameText: the alternate text is the raw body, whose MAC failed.
 	ErrSameText = errors.New("the body is in that form already")
-	// ErrAlternateBudget: TextOptions.Alloc refused a buffer.
+	// ErrAlternateBudget: TextOptions.Alloc refused a buffer or
+	// TextOptions.Reserve refused working memory.
 	ErrAlternateBudget = ErrStringifyBudget
 )
 
@@ -67,6 +69,16 @@ type TextOptions struct {
 	Alloc func(n int) []byte
 	Free  func([]byte)
 
-	// Limit, if positive, is the longest text accepted.
+	// Reserve, if not nil, takes n bytes of working memory (the records
+	// of the open objects' keys, key tables, reorder buffers: up to about
+	// 60 bytes per key of the body's open objects) from the same budget,
+	// or returns false when none is left (the text is then refused with
+	// ErrAlternateBudget); Release gives back, once at the end, all that
+	// Reserve took.
+	Reserve func(n int) bool
+	Release func(n int)
+
+	// Limit, if positive, is the longest text accepted (Stringify never
+	// accepts more than 2 GiB - 1, nor a body that long).
 	Limit int
 }

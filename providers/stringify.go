@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"math"
 	"math/bits"
 	"slices"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The JSON.stringify form.
@@ -42,12 +44,24 @@ import (
 // buffer when it closes; the bytes from its start are held back from the MAC
 // until then (or, if they were written already, the MAC is reset and fed the
 // whole text at the end: at most twice the text's length is hashed).
+//
+// Besides the text, it keeps a 16-byte record of each member of the open
+// objects, a hash table of the keys of an object past 8 keys (no key is
+// copied) and, for an object it reorders, the new order and the object's
+// text: all of it charged to opt.Reserve as it grows and given back at the
+// end. An object may have at most StringifyMaxKeys members.
 
 // StringifyMaxDepth is the deepest nesting of objects and arrays Stringify
 // accepts. V8's JSON.stringify itself throws beyond about 4,000 levels (the
 // exact figure depends on the stack); a body nested deeper than this cap is
 // refused, which fails closed.
 const StringifyMaxDepth = 1000
+
+// StringifyMaxKeys is the most members (repeated keys included) one object
+// may have. Stringify keeps a record of each member of the open objects;
+// an object with more members is refused (fails closed), as one nested
+// too deeply is.
+const StringifyMaxKeys = 1 << 16
 
 // Errors of Stringify.
 var (
@@ -56,9 +70,12 @@ var (
 	ErrStringifySyntax = errors.New("body is not a JSON object or array JSON.parse accepts")
 	// ErrStringifyDepth: nested deeper than StringifyMaxDepth.
 	ErrStringifyDepth = errors.New("JSON nested too deeply")
+	// ErrStringifyKeys: an object with more than StringifyMaxKeys members.
+	ErrStringifyKeys = errors.New("JSON object with too many keys")
 	// ErrStringifyTooLarge: the text would exceed TextOptions.Limit.
 	ErrStringifyTooLarge = errors.New("the text is over the size limit")
-	// ErrStringifyBudget: TextOptions.Alloc refused a buffer.
+	// ErrStringifyBudget: TextOptions.Alloc refused a buffer, or
+	// TextOptions.Reserve refused working memory.
 	ErrStringifyBudget = errors.New("no memory budget left for the stringify form")
 )
 
@@ -66,8 +83,19 @@ var (
 // (see above). same reports that the text equals body: then text is body
 // itself (no copy is made) and nothing was written to opt.MAC.
 func Stringify(body []byte, opt TextOptions) (text []byte, same bool, err error) {
-	s := stringifier{raw: body, opt: opt, clean: true, hold: -1}
+	// output offsets are kept in int32s
+	if len(body) > math.MaxInt32 {
+		return nil, false, ErrStringifyTooLarge
+	}
+	if opt.Limit <= 0 || opt.Limit > math.MaxInt32 {
+		opt.Limit = math.MaxInt32
+	}
+	s := &stringifier{raw: body, opt: opt, clean: true, hold: -1}
+	s.frames, s.members = s.frameBuf[:0], s.memberBuf[:0]
 	err = s.run()
+	if s.charged > 0 && opt.Release != nil {
+		opt.Release(s.charged)
+	}
 	if err != nil {
 		if s.out != nil && opt.Free != nil {
 			opt.Free(s.out)
@@ -104,11 +132,19 @@ type stringifier struct {
 	badOpen int  // open objects to be reordered at their close
 	restart bool // out was fed past a reordered object: rehash at the end
 
+	// Working memory, charged to opt.Reserve as it grows (charged bytes,
+	// given back to opt.Release at the end).
+	charged int
 	frames  []frame
 	members []member
 	scratch []byte
-	order   []int
-	pos     map[string]int // reorder's first places of plain keys
+	order   []int32
+	tabs    [][]uint64 // key tables, one per depth (see "Key tables")
+	spare   []uint64   // the table regrow moves entries into
+
+	// the first frames and members, not charged (a small fixed cost)
+	frameBuf  [8]frame
+	memberBuf [32]member
 }
 
 // frame is an open object or array.
@@ -119,13 +155,42 @@ type frame struct {
 	lastIndex int64 // the last array-index key, -1 before one
 	seenPlain bool  // a key that is not an array index came
 	bad       bool  // keys out of JS order or repeated: reorder at close
-	keys      map[string]struct{}
+	tabbed    bool  // its plain keys are in the key table of its depth
+	plain     int   // its plain keys (while tabbed)
 }
 
 // member is an object member's place in the output.
 type member struct {
-	keyStart, keyEnd, valEnd int
-	index                    int64 // the key's array index, or -1
+	keyStart, keyEnd, valEnd int32
+	index                    uint32 // the key's array index, or noIndex
+}
+
+// noIndex is member.index for a plain key (4294967295 is no array index).
+const noIndex = math.MaxUint32
+
+// charge takes n more bytes of working memory under opt.Reserve.
+func (s *stringifier) charge(n int) error {
+	if s.opt.Reserve != nil && !s.opt.Reserve(n) {
+		return ErrStringifyBudget
+	}
+	s.charged += n
+	return nil
+}
+
+// grow returns sl with room for n more elements. The new array is charged
+// whole: the one it replaces stays charged, as garbage not yet collected
+// (doubling, that is at most twice what is in use).
+func grow[T any](s *stringifier, sl []T, n int) ([]T, error) {
+	if len(sl)+n <= cap(sl) {
+		return sl, nil
+	}
+	nc := max(2*cap(sl), len(sl)+n, 16)
+	if err := s.charge(nc * int(unsafe.Sizeof(*new(T)))); err != nil {
+		return nil, err
+	}
+	ns := make([]T, len(sl), nc)
+	copy(ns, sl)
+	return ns, nil
 }
 
 // feedChunk is how much text is hashed at once (a variable for the tests).
@@ -310,6 +375,11 @@ value:
 		if len(s.frames) >= StringifyMaxDepth {
 			return 0, ErrStringifyDepth
 		}
+		if len(s.frames) == cap(s.frames) {
+			if s.frames, err = grow(s, s.frames, 1); err != nil {
+				return 0, err
+			}
+		}
 		s.frames = append(s.frames, frame{obj: c == '{', start: s.opos(i), mbase: len(s.members), lastIndex: -1})
 		if i, err = s.ws(i + 1); err != nil {
 			return 0, err
@@ -351,7 +421,7 @@ after:
 	{
 		f := &s.frames[len(s.frames)-1]
 		if f.obj {
-			s.members[len(s.members)-1].valEnd = s.opos(i)
+			s.members[len(s.members)-1].valEnd = int32(s.opos(i))
 		}
 		if i, err = s.ws(i); err != nil {
 			return 0, err
@@ -446,6 +516,15 @@ func arrayIndex(k []byte) (int64, bool) {
 // is a function of the decoded string, and one-to-one).
 func (s *stringifier) checkKey(ks, ke, i int) error {
 	f := &s.frames[len(s.frames)-1]
+	if len(s.members)-f.mbase >= StringifyMaxKeys {
+		return ErrStringifyKeys
+	}
+	if len(s.members) == cap(s.members) {
+		var err error
+		if s.members, err = grow(s, s.members, 1); err != nil {
+			return err
+		}
+	}
 	kb, err := s.view(ks, ke, i)
 	if err != nil {
 		return err
@@ -460,53 +539,181 @@ func (s *stringifier) checkKey(ks, ke, i int) error {
 			}
 		} else {
 			f.seenPlain = true
-			if s.repeated(f, kb) {
+			rep, err := s.repeated(f, kb, i)
+			if err != nil {
+				return err
+			}
+			if rep {
 				s.markBad(f)
 			}
 		}
 	}
-	s.members = append(s.members, member{keyStart: ks, keyEnd: ke, valEnd: -1, index: idx})
+	m := member{keyStart: int32(ks), keyEnd: int32(ke), valEnd: -1, index: noIndex}
+	if isIdx {
+		m.index = uint32(idx)
+	}
+	s.members = append(s.members, m)
 	return nil
 }
 
 const linearKeys = 8
 
-// repeated reports whether the plain key kb came before in f (and records
-// it). The members before it are in order, with no repeat.
-func (s *stringifier) repeated(f *frame, kb []byte) bool {
+// Key tables.
+//
+// A key table is an open-addressing hash table of the plain keys of one
+// object, in a []uint64 of a power-of-two length at most half full. A slot
+// is 0 (empty) or tag<<32 | v+1, where tag is the high half of the key's
+// maphash (its low bits the first slot probed) and v says where the key is
+// (a member's index in its object, or a place in reorder's order); a tag
+// match is confirmed by comparing the key bytes. No key is copied: the
+// table costs 8 to 32 bytes per key, charged as working memory. One table
+// is kept per depth, its memory reused by the next object at that depth.
+
+var keySeed = maphash.MakeSeed()
+
+func keyTag(kb []byte) uint32 { return uint32(maphash.Bytes(keySeed, kb) >> 32) }
+
+// table returns the key table of depth d, emptied, with room for n keys.
+func (s *stringifier) table(d, n int) ([]uint64, error) {
+	for len(s.tabs) <= d {
+		var err error
+		if s.tabs, err = grow(s, s.tabs, 1); err != nil {
+			return nil, err
+		}
+		s.tabs = append(s.tabs, nil)
+	}
+	size := 32
+	for size < 2*n {
+		size *= 2
+	}
+	t := s.tabs[d]
+	if cap(t) < size {
+		var err error
+		if t, err = grow(s, t[:0], size); err != nil {
+			return nil, err
+		}
+	}
+	t = t[:size]
+	clear(t)
+	s.tabs[d] = t
+	return t, nil
+}
+
+// regrow doubles the key table of depth d, moving its entries (a slot's
+// tag says where it goes) into the spare table, which becomes depth d's;
+// the old one becomes the spare.
+func (s *stringifier) regrow(d int) ([]uint64, error) {
+	old := s.tabs[d]
+	size := 2 * len(old)
+	t := s.spare
+	if cap(t) < size {
+		var err error
+		if t, err = grow(s, t[:0], size); err != nil {
+			return nil, err
+		}
+	}
+	t = t[:size]
+	clear(t)
+	mask := uint32(size - 1)
+	for _, e := range old {
+		if e != 0 {
+			p := uint32(e>>32) & mask
+			for t[p] != 0 {
+				p = (p + 1) & mask
+			}
+			t[p] = e
+		}
+	}
+	s.tabs[d], s.spare = t, old
+	return t, nil
+}
+
+// tabInsert puts v under tag in t, which has room.
+func tabInsert(t []uint64, tag uint32, v int) {
+	mask := uint32(len(t) - 1)
+	for p := tag & mask; ; p = (p + 1) & mask {
+		if t[p] == 0 {
+			t[p] = uint64(tag)<<32 | uint64(v+1)
+			return
+		}
+	}
+}
+
+// repeated reports whether the plain key kb, the output up to raw offset
+// i, came before in f (and records it). The members before it are in
+// order, with no repeat. A key whose tag matches an earlier key's but
+// whose bytes differ (a hash collision) is not a repeat.
+func (s *stringifier) repeated(f *frame, kb []byte, i int) (bool, error) {
 	ms := s.members[f.mbase:]
-	if f.keys == nil && len(ms) < linearKeys {
+	if !f.tabbed && len(ms) < linearKeys {
 		for _, m := range ms {
-			if m.index < 0 && m.keyEnd-m.keyStart == len(kb) {
-				prev, _ := s.view(m.keyStart, m.keyEnd, 0)
+			if m.index == noIndex && int(m.keyEnd-m.keyStart) == len(kb) {
+				prev, err := s.view(int(m.keyStart), int(m.keyEnd), i)
+				if err != nil {
+					return false, err
+				}
 				if bytes.Equal(prev, kb) {
-					return true
+					return true, nil
 				}
 			}
 		}
-		return false
+		return false, nil
 	}
-	if f.keys == nil {
-		f.keys = make(map[string]struct{}, 2*linearKeys)
-		for _, m := range ms {
-			if m.index < 0 {
-				prev, _ := s.view(m.keyStart, m.keyEnd, 0)
-				f.keys[string(prev)] = struct{}{}
+	d := len(s.frames) - 1
+	var t []uint64
+	if f.tabbed {
+		t = s.tabs[d]
+	}
+	if f.tabbed && 2*(f.plain+1) > len(t) {
+		var err error
+		if t, err = s.regrow(d); err != nil {
+			return false, err
+		}
+	}
+	if !f.tabbed {
+		// build the table from the members
+		var err error
+		if t, err = s.table(d, f.plain+1); err != nil {
+			return false, err
+		}
+		f.tabbed, f.plain = true, 0
+		for k, m := range ms {
+			if m.index == noIndex {
+				prev, err := s.view(int(m.keyStart), int(m.keyEnd), i)
+				if err != nil {
+					return false, err
+				}
+				tabInsert(t, keyTag(prev), k)
+				f.plain++
 			}
 		}
 	}
-	if _, ok := f.keys[string(kb)]; ok {
-		return true
+	tag := keyTag(kb)
+	mask := uint32(len(t) - 1)
+	p := tag & mask
+	for ; t[p] != 0; p = (p + 1) & mask {
+		if uint32(t[p]>>32) != tag {
+			continue
+		}
+		m := ms[uint32(t[p])-1]
+		prev, err := s.view(int(m.keyStart), int(m.keyEnd), i)
+		if err != nil {
+			return false, err
+		}
+		if bytes.Equal(prev, kb) {
+			return true, nil
+		}
 	}
-	f.keys[string(kb)] = struct{}{}
-	return false
+	t[p] = uint64(tag)<<32 | uint64(len(ms)+1)
+	f.plain++
+	return false, nil
 }
 
 // markBad marks f for reordering at its close and holds its output back
 // from the MAC until then.
 func (s *stringifier) markBad(f *frame) {
 	f.bad = true
-	f.keys = nil
+	f.tabbed = false
 	s.badOpen++
 	if s.fed > f.start {
 		s.restart = true
@@ -527,14 +734,21 @@ func (s *stringifier) reorder(f *frame, i int) error {
 		return err
 	}
 	ms := s.members[f.mbase:]
+	var err error
+	if s.order, err = grow(s, s.order[:0], len(ms)); err != nil {
+		return err
+	}
+	if s.scratch, err = grow(s, s.scratch[:0], len(s.out)-f.start); err != nil {
+		return err
+	}
 	order := s.order[:0]
 	// array indices, ascending; the last of equal ones wins
 	for k, m := range ms {
-		if m.index >= 0 {
-			order = append(order, k)
+		if m.index != noIndex {
+			order = append(order, int32(k))
 		}
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
+	slices.SortStableFunc(order, func(a, b int32) int {
 		switch x, y := ms[a].index, ms[b].index; {
 		case x < y:
 			return -1
@@ -556,36 +770,44 @@ func (s *stringifier) reorder(f *frame, i int) error {
 	// the other keys, first place and last value
 	nIdx := len(order)
 	plain := len(ms) - nIdx
-	if plain > linearKeys && s.pos == nil {
-		s.pos = make(map[string]int)
+	var t []uint64
+	if plain > linearKeys {
+		if t, err = s.table(len(s.frames)-1, plain); err != nil {
+			return err
+		}
 	}
+	mask := uint32(len(t) - 1)
+keys:
 	for k, m := range ms {
-		if m.index >= 0 {
+		if m.index != noIndex {
 			continue
 		}
 		kb := s.out[m.keyStart:m.keyEnd]
 		if plain <= linearKeys {
-			found := false
 			for p := nIdx; p < len(order); p++ {
 				if q := ms[order[p]]; bytes.Equal(s.out[q.keyStart:q.keyEnd], kb) {
-					order[p] = k
-					found = true
-					break
+					order[p] = int32(k)
+					continue keys
 				}
 			}
-			if !found {
-				order = append(order, k)
+			order = append(order, int32(k))
+			continue
+		}
+		tag := keyTag(kb)
+		p := tag & mask
+		for ; t[p] != 0; p = (p + 1) & mask {
+			if uint32(t[p]>>32) != tag {
+				continue
 			}
-			continue
+			at := uint32(t[p]) - 1
+			if q := ms[order[at]]; bytes.Equal(s.out[q.keyStart:q.keyEnd], kb) {
+				order[at] = int32(k)
+				continue keys
+			}
 		}
-		if p, ok := s.pos[string(kb)]; ok {
-			order[p] = k
-			continue
-		}
-		s.pos[string(kb)] = len(order)
-		order = append(order, k)
+		t[p] = uint64(tag)<<32 | uint64(len(order)+1)
+		order = append(order, int32(k))
 	}
-	clear(s.pos)
 	sc := append(s.scratch[:0], '{')
 	for n, k := range order {
 		if n > 0 {
@@ -910,11 +1132,114 @@ func (s *stringifier) num(i int) (int, error) {
 		return j, nil
 	}
 	var buf [32]byte
-	out := AppendJSNumber(buf[:0], parseJSONNumber(lit))
+	out, ok := appendShortNumber(buf[:0], lit)
+	if !ok {
+		out = AppendJSNumber(buf[:0], parseJSONNumber(lit))
+	}
 	if bytes.Equal(out, lit) {
 		return j, nil
 	}
 	return j, s.change(i, j, out)
+}
+
+// appendShortNumber appends, when it can tell without converting, what
+// JSON.stringify writes for lit, a JSON number: when its value is 0 or has
+// at most 15 significant digits and a decimal exponent well inside the
+// normal doubles. Such a decimal is the only one of at most 15 digits to
+// round to its double (DBL_DIG), so Number::toString's shortest round trip
+// is its digits without trailing zeros, written as Number::toString
+// writes digits d (k of them) with the value 0.d × 10^n.
+func appendShortNumber(b, lit []byte) ([]byte, bool) {
+	var dbuf [24]byte
+	d := dbuf[:0] // the significant digits
+	j, n := 0, 0
+	neg := lit[0] == '-'
+	if neg {
+		j = 1
+	}
+	for ; j < len(lit) && lit[j] >= '0' && lit[j] <= '9'; j++ {
+		if len(d) == 0 && lit[j] == '0' {
+			continue
+		}
+		if len(d) == len(dbuf) {
+			return b, false
+		}
+		d = append(d, lit[j])
+		n++
+	}
+	if j < len(lit) && lit[j] == '.' {
+		for j++; j < len(lit) && lit[j] >= '0' && lit[j] <= '9'; j++ {
+			if len(d) == 0 && lit[j] == '0' {
+				n--
+				continue
+			}
+			if len(d) == len(dbuf) {
+				return b, false
+			}
+			d = append(d, lit[j])
+		}
+	}
+	if j < len(lit) { // an exponent
+		j++
+		eneg := false
+		if lit[j] == '+' || lit[j] == '-' {
+			eneg = lit[j] == '-'
+			j++
+		}
+		if len(lit)-j > 4 {
+			return b, false
+		}
+		e := 0
+		for ; j < len(lit); j++ {
+			e = e*10 + int(lit[j]-'0')
+		}
+		if eneg {
+			e = -e
+		}
+		n += e
+	}
+	for len(d) > 0 && d[len(d)-1] == '0' {
+		d = d[:len(d)-1]
+	}
+	k := len(d)
+	switch {
+	case k == 0:
+		return append(b, '0'), true
+	case k > 15 || n > 300 || n < -300:
+		return b, false
+	}
+	if neg {
+		b = append(b, '-')
+	}
+	switch {
+	case k <= n && n <= 21:
+		b = append(b, d...)
+		for range n - k {
+			b = append(b, '0')
+		}
+	case 0 < n && n <= 21:
+		b = append(b, d[:n]...)
+		b = append(b, '.')
+		b = append(b, d[n:]...)
+	case -6 < n && n <= 0:
+		b = append(b, '0', '.')
+		for range -n {
+			b = append(b, '0')
+		}
+		b = append(b, d...)
+	default:
+		b = append(b, d[0])
+		if k > 1 {
+			b = append(b, '.')
+			b = append(b, d[1:]...)
+		}
+		b = append(b, 'e', '+')
+		if n-1 < 0 {
+			b[len(b)-1] = '-'
+		}
+		b = strconv.AppendInt(b, int64(max(n-1, 1-n)), 10)
+	}
+	return b, true
 }
 
 // parseJSONNumber converts a JSON number literal to the nearest double,

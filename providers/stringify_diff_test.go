@@ -576,3 +576,66 @@ func (g *jsonGen) rawBytes() {
 }
 
 var _ = io.EOF
+
+// Objects of many keys (the key tables: built past 8 plain keys, doubled
+// as they fill, reused by the next object at the same depth, and
+// reorder's), with repeats, array indices and nesting, against Node.
+func TestStringifyManyKeysNode(t *testing.T) {
+	o := needNode(t)
+	r := rand.New(rand.NewPCG(12, 34))
+	g := newJSONGen(56)
+	var inputs [][]byte
+	for n := range 60 {
+		keys := []int{9, 17, 33, 100, 1000, 5000, 20000}[n%7]
+		var b []byte
+		b = append(b, '[')
+		for obj := range 1 + n%3 { // objects at the same depth reuse a table
+			if obj > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			var seen []string
+			for k := range keys {
+				if k > 0 {
+					b = append(b, ',')
+					if n%2 == 1 {
+						b = append(b, "\n  "...)
+					}
+				}
+				var key string
+				switch x := r.IntN(100); {
+				case x < 2*(n%4) && len(seen) > 0: // repeats, in some inputs
+					key = seen[r.IntN(len(seen))]
+				case x < 10 && n%5 == 0: // array indices, in some inputs
+					key = `"` + strconv.Itoa(r.IntN(keys)) + `"`
+				case x < 12:
+					g.buf = g.buf[:0]
+					g.key()
+					key = string(g.buf)
+				default:
+					key = `"k` + strconv.FormatInt(int64(r.IntN(4*keys)), 36) + `"`
+				}
+				seen = append(seen, key)
+				b = append(b, key...)
+				b = append(b, ':')
+				if r.IntN(50) == 0 {
+					b = append(b, `{"z":1,"a":[1,{"y":2,"b":3}]}`...)
+				} else {
+					b = strconv.AppendInt(b, int64(k), 10)
+				}
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+		inputs = append(inputs, b)
+	}
+	node := o.run(t, inputs, nil)
+	for i, in := range inputs {
+		if d := compare(transform(in), node[i]); d != "" {
+			if len(d) > 300 {
+				d = d[:300] + "..."
+			}
+			t.Errorf("input %d (%d bytes): %s", i, len(in), d)
+		}
+	}
+}

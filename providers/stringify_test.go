@@ -8,9 +8,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash"
+	"math/rand/v2"
 	"net/http"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -303,5 +307,204 @@ func TestStringifyFeedsAsProduced(t *testing.T) {
 				t.Fatalf("the MAC got %d writes (%v): not fed as the text was produced", len(mac.writes), mac.writes)
 			}
 		})
+	}
+}
+
+// An object may have StringifyMaxKeys members (repeats included), not one
+// more, at any depth.
+func TestStringifyMaxKeys(t *testing.T) {
+	object := func(n int, dup bool) []byte {
+		var b strings.Builder
+		b.WriteString(`[1,{`)
+		for k := range n {
+			if k > 0 {
+				b.WriteByte(',')
+			}
+			if dup && k == n-1 {
+				b.WriteString(`"k0":0`)
+				continue
+			}
+			fmt.Fprintf(&b, `"k%d":0`, k)
+		}
+		b.WriteString(`}]`)
+		return []byte(b.String())
+	}
+	if _, _, err := providers.Stringify(object(providers.StringifyMaxKeys, false), providers.TextOptions{}); err != nil {
+		t.Fatalf("%d keys: %v", providers.StringifyMaxKeys, err)
+	}
+	for _, dup := range []bool{false, true} {
+		if _, _, err := providers.Stringify(object(providers.StringifyMaxKeys+1, dup), providers.TextOptions{}); !errors.Is(err, providers.ErrStringifyKeys) {
+			t.Fatalf("%d keys (last a repeat: %v): %v, want ErrStringifyKeys", providers.StringifyMaxKeys+1, dup, err)
+		}
+	}
+	// the cap is per object: many objects of many keys pass
+	var b strings.Builder
+	b.WriteString("[")
+	for n := range 3 {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(object(providers.StringifyMaxKeys-10, false))
+	}
+	b.WriteString("]")
+	if _, _, err := providers.Stringify([]byte(b.String()), providers.TextOptions{}); err != nil {
+		t.Fatalf("three objects under the cap: %v", err)
+	}
+}
+
+// Stringify's working memory (the records of the open objects' keys, key
+// tables, reorder buffers) is charged to Reserve and all given back to
+// Release; a refusal stops it with ErrStringifyBudget. What it allocates
+// besides the text is no more than it charged (plus a little): no copy of
+// the keys.
+func TestStringifyReserve(t *testing.T) {
+	const keys = 50000
+	var compact, shuffled strings.Builder
+	compact.WriteString("{")
+	shuffled.WriteString("{\n")
+	for k := range keys {
+		if k > 0 {
+			compact.WriteByte(',')
+			shuffled.WriteString(",\n")
+		}
+		fmt.Fprintf(&compact, `"key-%d":%d`, k, k)
+		// pretty, and keys repeated and out of order: reordered at the close
+		fmt.Fprintf(&shuffled, `  "key-%d": %d`, (k*7919)%(keys/2), k)
+	}
+	compact.WriteString("}")
+	shuffled.WriteString("\n}")
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"compact", []byte(compact.String())},
+		{"reordered", []byte(shuffled.String())},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var reserved, peak, released int
+			out := make([]byte, 0, len(tc.body))
+			opt := providers.TextOptions{
+				Alloc:   func(n int) []byte { return out[:0:max(n, cap(out))] },
+				Reserve: func(n int) bool { reserved += n; peak = max(peak, reserved); return true },
+				Release: func(n int) { released += n },
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			if _, _, err := providers.Stringify(tc.body, opt); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			if released != reserved || reserved == 0 {
+				t.Fatalf("reserved %d, released %d", reserved, released)
+			}
+			if reserved > 128*keys {
+				t.Fatalf("%d bytes charged for %d keys (%d per key)", reserved, keys, reserved/keys)
+			}
+			if got := int(after.TotalAlloc - before.TotalAlloc); got > reserved+64<<10 {
+				t.Fatalf("allocated %d bytes, charged %d: working memory outside the budget", got, reserved)
+			}
+			// a budget that runs out half way
+			var left, taken int = peak / 2, 0
+			opt.Reserve = func(n int) bool {
+				if n > left {
+					return false
+				}
+				left -= n
+				taken += n
+				return true
+			}
+			released = 0
+			if _, _, err := providers.Stringify(tc.body, opt); !errors.Is(err, providers.ErrStringifyBudget) {
+				t.Fatalf("err %v, want ErrStringifyBudget", err)
+			}
+			if released != taken {
+				t.Fatalf("reserved %d, released %d after the refusal", taken, released)
+			}
+		})
+	}
+}
+
+// A repeated key is compared with the earlier one wherever its bytes are
+// (here: not yet moved into the output buffer).
+func TestStringifyRepeatedPendingSpan(t *testing.T) {
+	rep, err := providers.RepeatedPending()
+	if err != nil || !rep {
+		t.Fatalf("repeated = %v, %v; want true", rep, err)
+	}
+}
+
+// The fast path for short numbers gives what the conversion gives
+// (AppendJSNumber, checked against Node by the vectors and the
+// differential test), and leaves what it cannot tell to it.
+func TestStringifyShortNumber(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	digits := func(n int, lead bool) string {
+		b := make([]byte, n)
+		for k := range b {
+			b[k] = byte('0' + r.IntN(10))
+			if r.IntN(3) == 0 {
+				b[k] = '0'
+			}
+		}
+		if lead && n > 0 && b[0] == '0' {
+			b[0] = '1' + byte(r.IntN(9))
+		}
+		return string(b)
+	}
+	fast := 0
+	for range 500000 {
+		lit := ""
+		if r.IntN(2) == 0 {
+			lit = "-"
+		}
+		if r.IntN(2) == 0 {
+			lit += "0"
+		} else {
+			lit += digits(1+r.IntN(25), true)
+		}
+		if r.IntN(3) > 0 {
+			lit += "." + digits(1+r.IntN(25), false)
+		}
+		if r.IntN(2) == 0 {
+			lit += []string{"e", "E"}[r.IntN(2)] + []string{"", "+", "-"}[r.IntN(3)]
+			switch r.IntN(4) {
+			case 0:
+				lit += strconv.Itoa(r.IntN(30))
+			case 1:
+				lit += strconv.Itoa(r.IntN(400))
+			case 2:
+				lit += "0" + strconv.Itoa(r.IntN(400))
+			default:
+				lit += strconv.Itoa(280 + r.IntN(50))
+			}
+		}
+		got, ok := providers.AppendShortNumber(nil, []byte(lit))
+		f, _ := strconv.ParseFloat(lit, 64)
+		want := providers.AppendJSNumber(nil, f)
+		if ok {
+			fast++
+			if string(got) != string(want) {
+				t.Fatalf("%s: fast path %q, conversion %q", lit, got, want)
+			}
+		}
+	}
+	for _, c := range [][2]string{
+		{"0.10", "0.1"}, {"-0.0", "0"}, {"-0", "0"}, {"0e5", "0"}, {"0.000001", "0.000001"}, {"0.0000001", "1e-7"},
+		{"123.4500", "123.45"}, {"1e3", "1000"}, {"-2.5E-7", "-2.5e-7"}, {"1E21", "1e+21"}, {"1e20", "100000000000000000000"},
+		{"123e-20", "1.23e-18"}, {"12.5e1", "125"}, {"0.00012e2", "0.012"}, {"100000000000000000000000", "1e+23"},
+	} {
+		got, ok := providers.AppendShortNumber(nil, []byte(c[0]))
+		if !ok || string(got) != c[1] {
+			t.Fatalf("%s: %q (fast path %v), want %q", c[0], got, ok, c[1])
+		}
+	}
+	for _, lit := range []string{"1234567890123456.0", "0.1234567890123456", "1.0000000000000001", "1e400", "1e-320", "1e00001"} {
+		if _, ok := providers.AppendShortNumber(nil, []byte(lit)); ok {
+			t.Fatalf("%s: taken by the fast path", lit)
+		}
+	}
+	if fast < 100000 {
+		t.Fatalf("only %d of the random numbers took the fast path", fast)
 	}
 }
