@@ -363,6 +363,11 @@ func checkLabels(t *testing.T, m metrics, ids []string) {
 				if !slices.Contains(allOutcomes, v) {
 					t.Errorf("%s: outcome %q", s.name, v)
 				}
+			case "form":
+				// caddy_webhook_verify_signed_form_total: the form that verified
+				if v != "raw" && v != "stringify" {
+					t.Errorf("%s: form %q", s.name, v)
+				}
 			case "le":
 			default:
 				t.Errorf("%s: unexpected label %s=%q", s.name, k, v)
