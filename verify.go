@@ -78,9 +78,6 @@ func newPublicKeyring(pub []crypto.PublicKey) (*keyring, error) {
 	return k, nil
 }
 
-// size is the number of keys.
-func (k *keyring) size() int { return max(len(k.keys), len(k.pub)) }
-
 // fits reports whether the keys are of the kind scheme verifies with.
 func (k *keyring) fits(s providers.Scheme) bool { return s == k.kind }
 

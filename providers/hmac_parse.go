@@ -316,11 +316,11 @@ func (p *HMAC) Key(secret string) ([]byte, error) {
 			return nil, errors.New("key_encoding is hex, and the secret is not hex digits: paste it as the sender shows it, or set the key_encoding it is in")
 		}
 	case "base64":
-		if k, err = decodeBase64Key(secret); err != nil {
+		if k, err = decodeBase64(secret); err != nil {
 			return nil, errors.New("key_encoding is base64, and the secret is not standard base64: paste it as the sender shows it, or set the key_encoding it is in")
 		}
 	case "whsec":
-		if k, err = decodeBase64Key(strings.TrimPrefix(secret, "whsec_")); err != nil {
+		if k, err = decodeBase64(strings.TrimPrefix(secret, "whsec_")); err != nil {
 			return nil, errors.New("key_encoding is whsec, and the secret is not whsec_ followed by base64: paste the signing secret as the sender shows it")
 		}
 	default:
@@ -330,14 +330,6 @@ func (p *HMAC) Key(secret string) ([]byte, error) {
 		return nil, errors.New("the secret decodes to an empty key: paste the whole secret")
 	}
 	return k, nil
-}
-
-// decodeBase64Key decodes standard base64, padded or not.
-func decodeBase64Key(s string) ([]byte, error) {
-	if strings.HasSuffix(s, "=") {
-		return base64.StdEncoding.DecodeString(s)
-	}
-	return base64.RawStdEncoding.DecodeString(s)
 }
 
 // PublicKeys reports whether the configured keys are public keys (the
