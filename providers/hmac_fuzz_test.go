@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -135,11 +136,11 @@ func FuzzHMACParse(f *testing.F) {
 		}
 		switch int(which) % len(ps) {
 		case 0:
-			if !strings.HasPrefix(string(got.Prefix), strings.TrimSpace(id)+".") || got.Suffix != nil {
+			if !strings.HasPrefix(string(got.Prefix), textproto.TrimString(id)+".") || got.Suffix != nil {
 				t.Fatalf("prefix %q suffix %q", got.Prefix, got.Suffix)
 			}
 		case 2:
-			if got.Prefix != nil || string(got.Suffix) != strings.TrimSpace(ts) {
+			if got.Prefix != nil || string(got.Suffix) != textproto.TrimString(ts) {
 				t.Fatalf("prefix %q suffix %q for timestamp %q", got.Prefix, got.Suffix, ts)
 			}
 		}
