@@ -2,12 +2,9 @@ package providers
 
 import (
 	"crypto"
-	"encoding/asn1"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/textproto"
 	"strconv"
@@ -206,10 +203,6 @@ func matchPattern(v, prefix, suffix string) (string, bool) {
 	return v[len(prefix) : len(v)-len(suffix)], true
 }
 
-// maxDERSignature is the longest ECDSA P-256 signature in ASN.1 DER,
-// SEQUENCE { INTEGER r, INTEGER s }.
-const maxDERSignature = 72
-
 // decode decodes one encoded signature: hex (either case) or standard
 // base64 with its padding, strict, of the algorithm's size (any size up
 // to 72 bytes of ASN.1 DER for ECDSA).
@@ -221,29 +214,17 @@ func (c *hmacCompiled) decode(s string, b64 bool) ([]byte, error) {
 		return DecodeHex(s, c.alg.size)
 	}
 	// DER: variable length
-	var b []byte
 	if b64 {
-		if len(s) > base64.StdEncoding.EncodedLen(maxDERSignature) {
-			return nil, fmt.Errorf("%w: %d base64 characters, too long for a signature", ErrMalformedSignature, len(s))
-		}
-		var err error
-		if b, err = base64.StdEncoding.Strict().DecodeString(s); err != nil || strings.ContainsAny(s, "\r\n") {
-			return nil, fmt.Errorf("%w: not base64", ErrMalformedSignature)
-		}
-	} else {
-		if len(s)%2 != 0 || len(s) > 2*maxDERSignature {
-			return nil, fmt.Errorf("%w: %d hex digits, not a signature", ErrMalformedSignature, len(s))
-		}
-		b = make([]byte, len(s)/2)
-		if _, err := hex.Decode(b, []byte(s)); err != nil {
-			return nil, fmt.Errorf("%w: not hex", ErrMalformedSignature)
-		}
+		return DecodeDERSignatureBase64(s)
 	}
-	var rs struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(b, &rs); err != nil || len(rest) != 0 {
-		return nil, fmt.Errorf("%w: not an ASN.1 DER ECDSA signature", ErrMalformedSignature)
+	if len(s)%2 != 0 || len(s) > 2*maxDERSignature {
+		return nil, fmt.Errorf("%w: %d hex digits, not a signature", ErrMalformedSignature, len(s))
 	}
-	return b, nil
+	b := make([]byte, len(s)/2)
+	if _, err := hex.Decode(b, []byte(s)); err != nil {
+		return nil, fmt.Errorf("%w: not hex", ErrMalformedSignature)
+	}
+	return b, checkDER(b)
 }
 
 // render builds the signed bytes of template parts: literals, header

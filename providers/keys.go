@@ -5,11 +5,13 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 )
 
@@ -123,4 +125,31 @@ func keyKind(pub any) string {
 		name = name[:i]
 	}
 	return strings.ToUpper(name)
+}
+
+// maxDERSignature is the longest ECDSA P-256 signature in ASN.1 DER:
+// SEQUENCE { INTEGER r, INTEGER s }, each of up to 33 bytes.
+const maxDERSignature = 72
+
+// DecodeDERSignatureBase64 decodes a standard, padded base64 ECDSA P-256
+// signature and checks it is one ASN.1 DER SEQUENCE of two integers; both
+// failures are ErrMalformedSignature.
+func DecodeDERSignatureBase64(s string) ([]byte, error) {
+	if len(s) > base64.StdEncoding.EncodedLen(maxDERSignature) {
+		return nil, fmt.Errorf("%w: %d base64 characters, too long for a signature", ErrMalformedSignature, len(s))
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || strings.ContainsAny(s, "\r\n") { // the decoder skips line breaks
+		return nil, fmt.Errorf("%w: not base64", ErrMalformedSignature)
+	}
+	return b, checkDER(b)
+}
+
+// checkDER reports whether b is an ASN.1 DER ECDSA signature.
+func checkDER(b []byte) error {
+	var rs struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(b, &rs); err != nil || len(rest) != 0 {
+		return fmt.Errorf("%w: not an ASN.1 DER ECDSA signature", ErrMalformedSignature)
+	}
+	return nil
 }

@@ -2,10 +2,6 @@ package providers
 
 import (
 	"crypto"
-	"encoding/asn1"
-	"encoding/base64"
-	"fmt"
-	"math/big"
 	"net/http"
 	"time"
 
@@ -47,10 +43,6 @@ const (
 	SendGridTimestampHeader = "X-Twilio-Email-Event-Webhook-Timestamp"
 )
 
-// maxECDSAP256DER is the longest DER ECDSA signature on P-256: a SEQUENCE
-// of two INTEGERs of at most 33 bytes each.
-const maxECDSAP256DER = 72
-
 // Parse reads X-Twilio-Email-Event-Webhook-Signature and -Timestamp and
 // checks the timestamp.
 func (p SendGrid) Parse(r *http.Request, now time.Time) (Signed, error) {
@@ -62,7 +54,7 @@ func (p SendGrid) Parse(r *http.Request, now time.Time) (Signed, error) {
 	if err != nil {
 		return Signed{}, err
 	}
-	sig, err := decodeECDSASignature(v)
+	sig, err := DecodeDERSignatureBase64(v) // a DER SEQUENCE { r, s }; whether it verifies is the handler's business
 	if err != nil {
 		return Signed{}, err
 	}
@@ -75,24 +67,6 @@ func (p SendGrid) Parse(r *http.Request, now time.Time) (Signed, error) {
 	}
 	// the header's text as sent is what SendGrid signed
 	return Signed{Scheme: SchemeECDSAP256SHA256, Prefix: []byte(tsText), Signatures: [][]byte{sig}}, nil
-}
-
-// decodeECDSASignature decodes the standard base64 (padded) of an ASN.1
-// DER ECDSA signature and checks its shape, SEQUENCE { r, s INTEGER },
-// with nothing after it. Whether it verifies is the handler's business.
-func decodeECDSASignature(v string) ([]byte, error) {
-	if len(v) > base64.StdEncoding.EncodedLen(maxECDSAP256DER) {
-		return nil, fmt.Errorf("%w: %d base64 characters, longer than a P-256 signature", ErrMalformedSignature, len(v))
-	}
-	sig, err := base64.StdEncoding.Strict().DecodeString(v)
-	if err != nil {
-		return nil, fmt.Errorf("%w: not base64", ErrMalformedSignature)
-	}
-	var rs struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(sig, &rs); err != nil || len(rest) != 0 {
-		return nil, fmt.Errorf("%w: not an ASN.1 DER ECDSA signature", ErrMalformedSignature)
-	}
-	return sig, nil
 }
 
 var sendgridFields = []string{"id", "event"}
