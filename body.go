@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // verifiedBody owns one request's body: the pooled buffer it is read into
@@ -29,11 +31,16 @@ type verifiedBody struct {
 	buf      []byte // the body, a slice of whole
 	whole    []byte // the pooled buffer, with room around the body (Ed25519)
 	reserved int64  // bytes held under max_inflight_bytes
-	key      int    // the index of the configured key that verified it
+	key      int    // the index of the configured key that verified it; -1: none
 	released bool
 	header   http.Header // as verified; later handlers may change r.Header
 	vals     []string    // nil until a field is read
 	form     string      // the signed form when not the raw body (signed_form.go)
+
+	// with enforce off: the checks that failed, first first, and the
+	// hint of the signature's failure (report.go); nil when verified
+	failed []caddyhttp.HandlerError
+	hint   string
 
 	handed bool // the request's context releases it; request goroutine only
 }
@@ -132,8 +139,13 @@ func (b *verifiedBody) placeholder(key string) (any, bool) {
 	if key == placeholderPrefix+"provider" {
 		return b.h.name, true
 	}
-	if key == placeholderPrefix+"signed_form" {
+	switch key {
+	case placeholderPrefix + "signed_form":
 		return b.signedForm(), true
+	case placeholderPrefix + "verified":
+		return b.verified(), true
+	case placeholderPrefix + "key":
+		return b.keyPlaceholder(), true
 	}
 	for i, f := range b.h.fields {
 		if f == key {
@@ -314,7 +326,9 @@ func readBodyRoom(r io.Reader, limit, sizeHint int64, head, tail int, macs []has
 		if n > 0 {
 			chunk := buf[len(buf)-n:]
 			for _, m := range macs {
-				m.Write(chunk)
+				if m != nil { // nil: an expired key
+					m.Write(chunk)
+				}
 			}
 			if int64(len(buf)-head) > limit {
 				putBuf(buf)

@@ -34,7 +34,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Syntax:
 //
 //	webhook_verify [<matcher>] <provider> [<secret>] {
-//		secret        <secret>           # repeatable; any one verifies (rotation)
+//		secret        <secret> [not_after <RFC 3339 time>]  # repeatable; any one verifies (rotation)
+//		enforce       on | off           # off: report-only (check, count, log, forward anyway); default on
 //		max_body_size <size>             # default 10MiB
 //		max_inflight_bytes <size>        # all bodies held at once; default 256MiB
 //		body_timeout  <duration>         # a body arrives within it or gets 408; default 30s
@@ -84,7 +85,7 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 		if err := checkLiteralKey(d, prov, name); err != nil {
 			return err
 		}
-		h.Secrets = append(h.Secrets, d.Val())
+		h.Secrets = append(h.Secrets, Secret{Value: d.Val()})
 	}
 	if d.NextArg() {
 		// not echoed: it may be a second secret
@@ -100,10 +101,34 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 			if err := checkLiteralKey(d, prov, name); err != nil {
 				return err
 			}
-			h.Secrets = append(h.Secrets, d.Val())
+			sec := Secret{Value: d.Val()}
 			if d.NextArg() {
-				return d.Errf("secret takes one value; add another 'secret' line for a second secret")
+				if d.Val() != "not_after" {
+					return d.Errf("secret takes one value, optionally followed by 'not_after <RFC 3339 time>'; add another 'secret' line for a second secret")
+				}
+				if !d.NextArg() {
+					return d.Err("not_after needs an RFC 3339 time, e.g. not_after 2026-12-31T00:00:00Z")
+				}
+				t, err := time.Parse(time.RFC3339, d.Val())
+				if err != nil {
+					return d.Errf("not_after: '%s' is not an RFC 3339 time: use e.g. 2026-12-31T00:00:00Z (or with an offset, 2026-12-31T01:00:00+01:00)", d.Val())
+				}
+				sec.NotAfter = t
+				if d.NextArg() {
+					return d.Errf("unexpected '%s' after not_after's time; add another 'secret' line for a second secret", d.Val())
+				}
 			}
+			h.Secrets = append(h.Secrets, sec)
+		case "enforce":
+			if h.Enforce != nil {
+				return d.Err("enforce already specified")
+			}
+			args := d.RemainingArgs()
+			if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
+				return d.Err("enforce takes on (refuse what fails a check; the default) or off (report-only: check, count, log, and forward anyway)")
+			}
+			on := args[0] == "on"
+			h.Enforce = &on
 		case "max_body_size":
 			if h.MaxBodySize != 0 {
 				return d.Err("max_body_size already specified")
@@ -179,7 +204,7 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 			if n, ok := prov.(providers.CaddyfileOptionNamer); ok {
 				hint = fmt.Sprintf(" (and for %s: %s)", name, strings.Join(n.CaddyfileOptionNames(), ", "))
 			}
-			return d.Errf("unrecognized subdirective '%s': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue%s", sub, hint)
+			return d.Errf("unrecognized subdirective '%s': use secret, enforce, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue%s", sub, hint)
 		}
 	}
 	if c, ok := prov.(providers.CaddyfileChecker); ok {
@@ -189,6 +214,9 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 	}
 	if len(h.Secrets) == 0 {
 		return d.Errf("webhook_verify %s needs a secret: webhook_verify %s {env.%s_SECRET}", name, name, strings.ToUpper(name))
+	}
+	if last, all := allExpired(h.Secrets, time.Now()); all {
+		return d.Errf("every secret of webhook_verify %s has expired (the last one at %s): add the sender's current secret, or move not_after", name, last.UTC().Format(time.RFC3339))
 	}
 	h.ProviderRaw = caddyconfig.JSONModuleObject(prov, "name", name, nil)
 	return nil

@@ -91,7 +91,7 @@ func TestCaddyfileErrors(t *testing.T) {
 			input: `webhook_verify vev {
 				secret a b
 			}`,
-			want: []string{"secret takes one value; add another 'secret' line for a second secret"},
+			want: []string{"secret takes one value, optionally followed by 'not_after <RFC 3339 time>'; add another 'secret' line for a second secret"},
 			line: 2,
 		},
 		{
@@ -232,7 +232,7 @@ func TestCaddyfileErrors(t *testing.T) {
 
 				max_body 1MiB
 			}`,
-			want: []string{"unrecognized subdirective 'max_body': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue"},
+			want: []string{"unrecognized subdirective 'max_body': use secret, enforce, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue"},
 			line: 4,
 		},
 		{
@@ -240,7 +240,7 @@ func TestCaddyfileErrors(t *testing.T) {
 			input: `webhook_verify stripe {env.S} {
 				toleranse 1m
 			}`,
-			want: []string{"unrecognized subdirective 'toleranse': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue (and for stripe: tolerance)"},
+			want: []string{"unrecognized subdirective 'toleranse': use secret, enforce, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue (and for stripe: tolerance)"},
 			line: 2,
 		},
 		{
@@ -317,7 +317,7 @@ func TestCaddyfileGood(t *testing.T) {
 			name:     "shorthand secret",
 			input:    `webhook_verify vivreal {env.VIVREAL_SECRET}`,
 			provider: "vivreal",
-			want:     Handler{Secrets: []string{"{env.VIVREAL_SECRET}"}},
+			want:     Handler{Secrets: plainSecrets("{env.VIVREAL_SECRET}")},
 		},
 		{
 			name: "block secret only",
@@ -325,7 +325,7 @@ func TestCaddyfileGood(t *testing.T) {
 				secret {file./run/secrets/vev}
 			}`,
 			provider: "vev",
-			want:     Handler{Secrets: []string{"{file./run/secrets/vev}"}},
+			want:     Handler{Secrets: plainSecrets("{file./run/secrets/vev}")},
 		},
 		{
 			name: "rotation: shorthand then block secrets, in order",
@@ -334,7 +334,7 @@ func TestCaddyfileGood(t *testing.T) {
 				secret literal
 			}`,
 			provider: "vivreal",
-			want:     Handler{Secrets: []string{"{env.OLD}", "{env.NEW}", "literal"}},
+			want:     Handler{Secrets: plainSecrets("{env.OLD}", "{env.NEW}", "literal")},
 		},
 		{
 			name: "max_body_size in MiB",
@@ -342,7 +342,7 @@ func TestCaddyfileGood(t *testing.T) {
 				max_body_size 5MiB
 			}`,
 			provider: "vev",
-			want:     Handler{Secrets: []string{"{env.S}"}, MaxBodySize: 5 << 20},
+			want:     Handler{Secrets: plainSecrets("{env.S}"), MaxBodySize: 5 << 20},
 		},
 		{
 			name: "max_body_size in KB is decimal",
@@ -350,7 +350,7 @@ func TestCaddyfileGood(t *testing.T) {
 				max_body_size 512KB
 			}`,
 			provider: "vev",
-			want:     Handler{Secrets: []string{"{env.S}"}, MaxBodySize: 512000},
+			want:     Handler{Secrets: plainSecrets("{env.S}"), MaxBodySize: 512000},
 		},
 		{
 			name: "max_body_size in plain bytes",
@@ -358,7 +358,7 @@ func TestCaddyfileGood(t *testing.T) {
 				max_body_size 1024
 			}`,
 			provider: "vev",
-			want:     Handler{Secrets: []string{"{env.S}"}, MaxBodySize: 1024},
+			want:     Handler{Secrets: plainSecrets("{env.S}"), MaxBodySize: 1024},
 		},
 		{
 			name: "max_body_size at the 1 GiB ceiling",
@@ -366,7 +366,7 @@ func TestCaddyfileGood(t *testing.T) {
 				max_body_size 1GiB
 			}`,
 			provider: "vev",
-			want:     Handler{Secrets: []string{"{env.S}"}, MaxBodySize: 1 << 30},
+			want:     Handler{Secrets: plainSecrets("{env.S}"), MaxBodySize: 1 << 30},
 		},
 		{
 			name: "two basic_auth accounts",
@@ -376,7 +376,7 @@ func TestCaddyfileGood(t *testing.T) {
 			}`,
 			provider: "vev",
 			want: Handler{
-				Secrets: []string{"{env.S}"},
+				Secrets: plainSecrets("{env.S}"),
 				BasicAuth: []BasicAccount{
 					{Username: "vev", Password: "{env.VEV_PASSWORD}"},
 					{Username: "bob", Password: "pass word"},
@@ -391,7 +391,7 @@ func TestCaddyfileGood(t *testing.T) {
 			}`,
 			provider: "vev",
 			want: Handler{
-				Secrets:      []string{"{env.S}"},
+				Secrets:      plainSecrets("{env.S}"),
 				BearerTokens: []string{"{env.VEV_TOKEN}", "next-token"},
 			},
 		},
@@ -405,7 +405,7 @@ func TestCaddyfileGood(t *testing.T) {
 			}`,
 			provider: "vev",
 			want: Handler{
-				Secrets:      []string{"{env.A}", "{env.B}"},
+				Secrets:      plainSecrets("{env.A}", "{env.B}"),
 				MaxBodySize:  20 << 20,
 				BasicAuth:    []BasicAccount{{Username: "vev", Password: "{env.P}"}},
 				BearerTokens: []string{"{env.T}"},

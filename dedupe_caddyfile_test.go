@@ -319,7 +319,7 @@ func TestDedupeCaddyfile(t *testing.T) {
 			if !reflect.DeepEqual(h.Dedupe, tc.want) {
 				t.Errorf("dedupe =\n%+v\nwant\n%+v", h.Dedupe, tc.want)
 			}
-			if !reflect.DeepEqual(h.Secrets, []string{"{env.S}"}) {
+			if !reflect.DeepEqual(h.Secrets, []webhookverify.Secret{{Value: "{env.S}"}}) {
 				t.Errorf("secrets = %q, want [{env.S}]", h.Secrets)
 			}
 			if tc.size != 0 && h.MaxBodySize != tc.size {

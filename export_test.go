@@ -15,3 +15,12 @@ type Stopper = stopper
 // SetBodyTimerHook is setBodyTimerHook for the integration tests, which
 // drive a real Caddy.
 var SetBodyTimerHook = setBodyTimerHook
+
+// plainSecrets are secrets without expiry.
+func plainSecrets(vals ...string) []Secret {
+	out := make([]Secret, len(vals))
+	for i, v := range vals {
+		out[i] = Secret{Value: v}
+	}
+	return out
+}

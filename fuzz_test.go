@@ -202,7 +202,7 @@ func (rec *fzRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 func fzProvision(ctx caddy.Context, p fzProvider, secret string, maxBody int64) (*Handler, *observer.ObservedLogs, error) {
 	h := &Handler{
 		ProviderRaw: json.RawMessage(`{"name":"` + p.name + `"}`),
-		Secrets:     []string{secret},
+		Secrets:     plainSecrets(secret),
 		MaxBodySize: maxBody,
 	}
 	if err := h.Provision(ctx); err != nil {
@@ -507,7 +507,7 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 			t.Fatal("accepted without a secret")
 		}
 		for i, s := range h.Secrets {
-			if s == "" {
+			if s.Value == "" {
 				t.Fatalf("secret %d is empty", i+1)
 			}
 		}

@@ -70,7 +70,7 @@ func TestHMACCaddyfileErrors(t *testing.T) {
 		{"fallback alone", []string{head, sig, "\theader_fallback webhook-id", "}"}, "header_fallback webhook-id needs the other name(s)", 3},
 		{"fallback twice", []string{head, sig, "\theader_fallback a b", "\theader_fallback A c", "}"}, "header_fallback: A is given twice", 4},
 		{"second ts= line", []string{head, "\tsignature A params \",\" sig=v1 ts=t", "\tsignature B hex", "\ttimestamp params unix", "}"}, "must be the only signature line", 3},
-		{"unknown option", []string{head, sig, "\tsignatures X-Sig", "}"}, "unrecognized subdirective 'signatures': use secret, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue (and for hmac: algorithm, key_encoding, signature, signed, timestamp, tolerance, id, event, header_fallback)", 3},
+		{"unknown option", []string{head, sig, "\tsignatures X-Sig", "}"}, "unrecognized subdirective 'signatures': use secret, enforce, max_body_size, max_inflight_bytes, body_timeout, basic_auth, bearer_token, dedupe or queue (and for hmac: algorithm, key_encoding, signature, signed, timestamp, tolerance, id, event, header_fallback)", 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := hcParse(tc.lines...)

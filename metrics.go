@@ -82,11 +82,15 @@ type handlerMetrics struct {
 	duration prometheus.Observer
 	buffered prometheus.Gauge
 	forms    map[string]prometheus.Counter // by signed form (signed_form.go)
+
+	keys        []prometheus.Counter          // key_matches_total, by key (report.go)
+	notEnforced map[string]prometheus.Counter // by outcome (report.go)
 }
 
 func newHandlerMetrics(ctx caddy.Context, provider string) (*handlerMetrics, error) {
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		for _, c := range []prometheus.Collector{requestsTotal, bodyBytes, verifyDuration, bufferedBytes, signedFormTotal,
+			keyMatchesTotal, notEnforcedTotal,
 			queueMetrics.enqueue, queueMetrics.delivery, queueMetrics.attempts, queueMetrics.dead, queueStates} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
@@ -102,6 +106,8 @@ func newHandlerMetrics(ctx caddy.Context, provider string) (*handlerMetrics, err
 		duration: verifyDuration.WithLabelValues(provider),
 		buffered: bufferedBytes.WithLabelValues(provider),
 		forms:    formCounters(provider),
+
+		notEnforced: notEnforcedCounters(provider),
 	}
 	for _, o := range allOutcomes {
 		m.outcomes[o] = requestsTotal.WithLabelValues(provider, o)

@@ -83,8 +83,21 @@ type Handler struct {
 	// by adding the new one, switching the sender, then removing the old
 	// one. Placeholders such as {env.VIVREAL_SECRET} or
 	// {file./run/secrets/vivreal} are resolved once, at provision time; a
-	// secret that resolves empty is an error, never an empty key.
-	Secrets []string `json:"secrets,omitempty"`
+	// secret that resolves empty is an error, never an empty key. A
+	// secret may expire: {"secret": "...", "not_after": "<RFC 3339>"}
+	// (see Secret). {http.webhook.key} is the position (1-based) of the
+	// one that verified a request.
+	Secrets []Secret `json:"secrets,omitempty"`
+
+	// Whether a request that fails a check is refused (the default), or,
+	// when false ("enforce off" in the Caddyfile: report-only), forwarded
+	// anyway: every check still runs, is counted under its usual outcome
+	// (and in caddy_webhook_verify_not_enforced_total) and logged, and
+	// {http.webhook.verified} says "false". The limits that protect the
+	// gateway (max_body_size, max_inflight_bytes, body_timeout) are
+	// enforced either way. Meant for the first days in front of a live
+	// integration; a warning is logged at start while it is off.
+	Enforce *bool `json:"enforce,omitempty"`
 
 	// The largest body accepted, in bytes; a larger one is answered 413
 	// before it is buffered whole. Default: 10 MiB.
@@ -138,6 +151,8 @@ type Handler struct {
 	metrics  *handlerMetrics
 	now      func() time.Time // the providers' clock; swapped in tests
 	logger   *zap.Logger
+	enforce  bool          // !Enforce || *Enforce
+	warner   *expiryWarner // logs the expiring secrets' warnings; nil without any
 
 	// eagerFields: the hand-over reads the event fields (the id) before
 	// the body can be released (dedupe)
@@ -208,6 +223,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.keys, err = h.provisionKeys(repl); err != nil {
 		return err
 	}
+	if err := h.checkExpiry(time.Now()); err != nil {
+		return err
+	}
+	h.metrics.keyCounters(h.name, len(h.Secrets))
+	h.enforce = h.Enforce == nil || *h.Enforce
+	if !h.enforce {
+		h.logger.Warn("webhook_verify is in report-only mode (enforce off): requests that fail verification are FORWARDED, with {http.webhook.verified} false; turn enforce on once the counts look right",
+			zap.String("provider", h.name))
+	}
 
 	for i, a := range h.BasicAuth {
 		what := fmt.Sprintf("basic_auth %d", i+1)
@@ -243,6 +267,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.eagerFields = true
 	}
+	if h.warner != nil {
+		h.warner.start(time.Now)
+	}
 	return nil
 }
 
@@ -254,11 +281,13 @@ func (h *Handler) provisionKeys(repl *caddy.Replacer) (*keyring, error) {
 	public = public && pd.PublicKeys()
 	var keys [][]byte
 	var pubs []crypto.PublicKey
+	var raw []string
 	for i, s := range h.Secrets {
-		v, err := resolve(repl, s, fmt.Sprintf("secret %d", i+1))
+		v, err := resolve(repl, s.Value, fmt.Sprintf("secret %d", i+1))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", h.name, err)
 		}
+		raw = append(raw, v)
 		switch kd, ok := h.provider.(providers.KeyDecoder); {
 		case public:
 			pub, err := pd.PublicKey(v)
@@ -276,18 +305,50 @@ func (h *Handler) provisionKeys(repl *caddy.Replacer) (*keyring, error) {
 			keys = append(keys, []byte(v))
 		}
 	}
-	if !public {
-		return newKeyring(keys), nil
+	k := newKeyring(keys)
+	if public {
+		var err error
+		if k, err = newPublicKeyring(pubs); err != nil {
+			return nil, fmt.Errorf("%s: %v", h.name, err)
+		}
 	}
-	k, err := newPublicKeyring(pubs)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", h.name, err)
+	k.secrets = raw
+	for i, s := range h.Secrets {
+		if !s.NotAfter.IsZero() {
+			if k.notAfter == nil {
+				k.notAfter = make([]time.Time, len(h.Secrets))
+			}
+			k.notAfter[i] = s.NotAfter
+		}
 	}
 	return k, nil
 }
 
+// checkExpiry refuses a configuration whose every secret has expired at
+// now, and starts the warnings of those that expire.
+func (h *Handler) checkExpiry(now time.Time) error {
+	if h.keys.notAfter == nil {
+		return nil
+	}
+	if last, all := allExpired(h.Secrets, now); all {
+		return fmt.Errorf("%s: every secret has expired (the last one at %s): add the sender's current secret, or move not_after", h.name, last.UTC().Format(time.RFC3339))
+	}
+	h.warner = &expiryWarner{
+		provider: h.name,
+		notAfter: h.keys.notAfter,
+		prints:   h.keys.fingerprints(),
+		logger:   h.logger,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	return nil
+}
+
 // Cleanup releases the dedupe store (kept while another config uses it).
 func (h *Handler) Cleanup() error {
+	if h.warner != nil {
+		h.warner.close()
+	}
 	if h.Queue != nil {
 		h.Queue.cleanup()
 	}

@@ -114,7 +114,7 @@ func TestProvisionEnvSecret(t *testing.T) {
 		t.Error("logger or clock not set")
 	}
 	// the configuration keeps the placeholder, not the value
-	if h.Secrets[0] != "{env.WV_TEST_SECRET}" {
+	if h.Secrets[0].Value != "{env.WV_TEST_SECRET}" {
 		t.Errorf("Secrets rewritten to %q", h.Secrets)
 	}
 }

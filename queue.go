@@ -454,8 +454,9 @@ func (h *Handler) serveQueue(w http.ResponseWriter, r *http.Request, body *verif
 	}
 	id := body.field(h.idIndex)
 	generated := false
-	if id == "" {
-		if q.RequireID {
+	unverified := body.failed != nil // enforce off: stored under an id of its own (deliver)
+	if id == "" || unverified {
+		if q.RequireID && !unverified {
 			return h.refuse(r, caddyhttp.Error(http.StatusBadRequest, ErrNoID))
 		}
 		id, generated = newEventID(h.now()), true
@@ -476,6 +477,11 @@ func (h *Handler) serveQueue(w http.ResponseWriter, r *http.Request, body *verif
 		RemoteAddr:  r.RemoteAddr,
 		ReceivedAt:  h.now(),
 		Body:        body.bytes(),
+		Unverified:  unverified,
+		Key:         body.key + 1,
+	}
+	if unverified {
+		ev.Key = 0
 	}
 	if i := h.fieldIndex("event"); i >= 0 {
 		ev.EventType = body.field(i)
@@ -507,7 +513,9 @@ func (h *Handler) serveQueue(w http.ResponseWriter, r *http.Request, body *verif
 		_, err := w.Write([]byte(`{"received":true,"duplicate":true}`))
 		return err
 	}
-	h.metrics.count(outcomeQueued)
+	if !unverified { // counted by report
+		h.metrics.count(outcomeQueued)
+	}
 	q.rt.wakeUp()
 	w.WriteHeader(http.StatusOK)
 	_, err = w.Write([]byte(`{"received":true,"queued":true}`))
@@ -994,6 +1002,12 @@ func (t *deliveryTarget) deliver(ctx context.Context, ev *queue.Event, attempt i
 	repl.Set(placeholderPrefix+"attempt", strconv.Itoa(attempt))
 	repl.Set(placeholderPrefix+"received_at", ev.ReceivedAt.UTC().Format(time.RFC3339Nano))
 	repl.Set(placeholderPrefix+"queue", t.cfg.Name)
+	repl.Set(placeholderPrefix+"verified", strconv.FormatBool(!ev.Unverified))
+	key := ""
+	if ev.Key > 0 {
+		key = strconv.Itoa(ev.Key)
+	}
+	repl.Set(placeholderPrefix+"key", key)
 
 	err = t.chain.ServeHTTP(w, req)
 	status := w.status

@@ -86,11 +86,13 @@ http://localhost:9080 {
 type qiHit struct {
 	id      string // X-Webhook-Id, set from {http.webhook.id} by the deliver block
 	attempt string // X-Attempt, from {http.webhook.attempt}
-	path    string
-	body    []byte
-	status  int       // what the backend answered
-	at      time.Time // when it arrived
-	end     time.Time // when the backend was done with it
+	// X-Verified, when the deliver block sets it from {http.webhook.verified}
+	verified string
+	path     string
+	body     []byte
+	status   int       // what the backend answered
+	at       time.Time // when it arrived
+	end      time.Time // when the backend was done with it
 }
 
 // qiBackend is an upstream that records every attempt and answers it as
@@ -127,7 +129,7 @@ func qiNewBackend(t *testing.T, answer func(r *http.Request, id string, nth int)
 		w.WriteHeader(status)
 		_, _ = io.WriteString(w, "answered")
 		b.mu.Lock()
-		b.hits = append(b.hits, qiHit{id: id, attempt: r.Header.Get("X-Attempt"), path: r.URL.Path, body: body,
+		b.hits = append(b.hits, qiHit{id: id, attempt: r.Header.Get("X-Attempt"), verified: r.Header.Get("X-Verified"), path: r.URL.Path, body: body,
 			status: status, at: at, end: time.Now()})
 		b.mu.Unlock()
 	}))
@@ -383,6 +385,8 @@ func qiMetrics(t *testing.T) map[string]float64 {
 			key += "/" + l["queue"]
 		case l["provider"] != "" && l["outcome"] != "":
 			key += "/" + l["provider"] + "/" + l["outcome"]
+		case l["provider"] != "" && l["key"] != "":
+			key += "/" + l["provider"] + "/" + l["key"]
 		default:
 			continue
 		}

@@ -268,7 +268,7 @@ func rbTryDedupe(t *testing.T, dedupe string) (*Handler, error) {
 	t.Helper()
 	var h Handler
 	h.ProviderRaw = []byte(`{"name": "vivreal"}`)
-	h.Secrets = []string{hSecret}
+	h.Secrets = plainSecrets(hSecret)
 	h.Dedupe = new(Dedupe)
 	if err := jsonUnmarshal(dedupe, h.Dedupe); err != nil {
 		t.Fatal(err)

@@ -149,7 +149,7 @@ func skHandler(t testing.TB, scheme providers.Scheme, secrets []string, extra st
 	t.Helper()
 	h := hProvisionT(t, extra)
 	h.provider = skProvider{scheme: scheme, hash: crypto.SHA256}
-	h.Secrets = secrets
+	h.Secrets = plainSecrets(secrets...)
 	var err error
 	if h.keys, err = h.provisionKeys(caddy.NewReplacer()); err != nil {
 		t.Fatalf("provision keys: %v", err)
@@ -331,9 +331,11 @@ func TestSchemesMatchedKeyIndex(t *testing.T) {
 					t.Fatal(err)
 				}
 				vb := &verifiedBody{h: h, key: -1}
-				if err := h.readVerified(httptest.NewRecorder(), r, signed, vb); err != nil {
-					t.Fatalf("%s: %v", signers[0].name, err)
+				key, sigErr, err := h.readVerified(httptest.NewRecorder(), r, signed, vb, h.now(), true)
+				if err != nil || sigErr != nil {
+					t.Fatalf("%s: %v %v", signers[0].name, err, sigErr)
 				}
+				vb.key = key
 				if vb.key != tc.want {
 					t.Errorf("%s: key %d matched, want %d", signers[0].name, vb.key, tc.want)
 				}
@@ -495,8 +497,8 @@ func TestSchemesEd25519NoSecondCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		vb := &verifiedBody{h: h}
-		if err := h.readVerified(httptest.NewRecorder(), r, signed, vb); err != nil {
-			t.Fatal(err)
+		if _, sigErr, err := h.readVerified(httptest.NewRecorder(), r, signed, vb, h.now(), true); err != nil || sigErr != nil {
+			t.Fatal(err, sigErr)
 		}
 		if len(vb.bytes()) != size {
 			t.Fatalf("body of %d bytes", len(vb.bytes()))
@@ -534,7 +536,7 @@ func TestSchemesProvisionBadKeys(t *testing.T) {
 	for _, tc := range cases {
 		h := hProvision(t, "")
 		h.provider = skProvider{scheme: tc.scheme}
-		h.Secrets = tc.secrets
+		h.Secrets = plainSecrets(tc.secrets...)
 		_, err := h.provisionKeys(caddy.NewReplacer())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %q: %v, want it to say %q", tc.scheme, tc.secrets, err, tc.want)

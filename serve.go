@@ -23,49 +23,124 @@ import (
 // ServeHTTP verifies the request and hands it over only if it is a genuine
 // webhook: screen (method, credentials, declared size), parse the
 // signature, read and verify the body, hand the verified request over.
+//
+// With enforce off (report-only), a failed check does not stop the
+// request: the first one is recorded in body, every check still runs, the
+// body is read under the same limits (which are enforced), and the
+// request is handed over with {http.webhook.verified} false, after one
+// log line (report.go).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if err := h.screen(w, r); err != nil {
+	now := h.now()
+	body := &verifiedBody{h: h, key: -1}
+	defer body.releaseUnlessHanded() // every path until the hand-over, panics included
+	if err := h.screen(w, r, body); err != nil {
 		return err
 	}
 	start := time.Now()
-	signed, err := h.provider.Parse(r, h.now())
+	signed, err := h.provider.Parse(r, now)
 	if err != nil {
-		return h.refuseUnsigned(w, r, err)
+		if err := h.checkUnsigned(w, r, body, err, now); err != nil {
+			return err
+		}
+	} else {
+		if err := h.checkScheme(signed); err != nil {
+			// a provider's bug (a hash not linked in, a scheme for other
+			// keys), not the sender's
+			closeUnread(w, r)
+			return h.refuse(r, caddyhttp.Error(http.StatusInternalServerError, err))
+		}
+		if err := h.checkSigned(w, r, signed, body, now); err != nil {
+			return err
+		}
 	}
-	if err := h.checkScheme(signed); err != nil {
-		// a provider's bug (a hash not linked in, a scheme for other
-		// keys), not the sender's
-		closeUnread(w, r)
-		return h.refuse(r, caddyhttp.Error(http.StatusInternalServerError, err))
+	if body.failed == nil {
+		h.metrics.observe(len(body.buf), start)
+		h.metrics.matched(body.key)
+	} else {
+		h.report(r, body)
 	}
-
-	body := &verifiedBody{h: h}
-	defer body.releaseUnlessHanded() // every path until the hand-over, panics included
-	if err := h.readVerified(w, r, signed, body); err != nil {
-		return err
-	}
-	h.metrics.observe(len(body.buf), start)
 	h.handOver(r, body)
 	return h.deliver(w, r, next, body)
 }
 
 // screen refuses, before anything is read, a request that is not a POST,
 // lacks the endpoint's credentials, or declares a body over max_body_size.
-func (h *Handler) screen(w http.ResponseWriter, r *http.Request) error {
+// With enforce off, the method and the credentials are only recorded in
+// body (the declared size is a limit: always refused).
+func (h *Handler) screen(w http.ResponseWriter, r *http.Request, body *verifiedBody) error {
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		closeUnread(w, r)
-		return h.refuse(r, caddyhttp.Error(http.StatusMethodNotAllowed, ErrMethodNotAllowed))
+		if h.enforce {
+			w.Header().Set("Allow", http.MethodPost)
+			closeUnread(w, r)
+			return h.refuse(r, caddyhttp.Error(http.StatusMethodNotAllowed, ErrMethodNotAllowed))
+		}
+		body.fail(caddyhttp.Error(http.StatusMethodNotAllowed, ErrMethodNotAllowed), "")
 	}
 	if !h.creds.empty() && !h.creds.check(r.Header.Get("Authorization")) {
-		h.creds.challenge(w.Header())
-		closeUnread(w, r)
-		return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, ErrBadCredentials))
+		if h.enforce {
+			h.creds.challenge(w.Header())
+			closeUnread(w, r)
+			return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, ErrBadCredentials))
+		}
+		body.fail(caddyhttp.Error(http.StatusUnauthorized, ErrBadCredentials), "")
 	}
 	if r.ContentLength > h.MaxBodySize {
 		closeUnread(w, r)
 		return h.refuse(r, caddyhttp.Error(http.StatusRequestEntityTooLarge, ErrBodyTooLarge))
 	}
+	return nil
+}
+
+// checkUnsigned handles a request whose signature Parse refused (missing
+// or malformed): 401 without reading the body, unless the signature is
+// only in the wrong encoding (then the body is read and the signature
+// checked as re-encoded, for the hint: hints.go) or enforce is off (then
+// the body is read to be forwarded).
+func (h *Handler) checkUnsigned(w http.ResponseWriter, r *http.Request, body *verifiedBody, reason error, now time.Time) error {
+	probe, ok := h.reencoded(r, reason, now)
+	if !ok && h.enforce {
+		return h.refuseUnsigned(w, r, reason)
+	}
+	hint := ""
+	if ok {
+		key, sigErr, err := h.readVerified(w, r, probe, body, now, true)
+		if err != nil {
+			return err
+		}
+		if sigErr == nil {
+			hint = encodingHint(reason, key)
+		}
+	} else if _, _, err := h.readVerified(w, r, providers.Signed{}, body, now, false); err != nil {
+		return err
+	}
+	body.key = -1
+	he := caddyhttp.Error(http.StatusUnauthorized, reason)
+	if h.enforce {
+		closeUnread(w, r)
+		return h.refuseHint(r, he, hint)
+	}
+	body.fail(he, hint)
+	return nil
+}
+
+// checkSigned reads the body, verifies the signature, and refuses the
+// request (with a hint when a cheap check explains the mismatch) or, with
+// enforce off, records the failure.
+func (h *Handler) checkSigned(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody, now time.Time) error {
+	key, sigErr, err := h.readVerified(w, r, signed, body, now, true)
+	if err != nil {
+		return err
+	}
+	if sigErr == nil {
+		body.key = key
+		return nil
+	}
+	hint := h.diagnose(signed, body.bytes(), now)
+	he := caddyhttp.Error(http.StatusUnauthorized, sigErr)
+	if h.enforce {
+		return h.refuseHint(r, he, hint)
+	}
+	body.fail(he, hint)
 	return nil
 }
 
@@ -101,19 +176,23 @@ func (h *Handler) checkScheme(signed providers.Signed) error {
 // readVerified reserves the body's bytes under max_inflight_bytes (a
 // declared length up front, a chunked body as it is read), reads it under
 // body_timeout into body, computing the MACs (or the ECDSA digest) as it
-// arrives, and checks the signature. On error body may hold a buffer and
-// a reservation: the caller releases it.
+// arrives, and checks the signature (unless check is false: the body is
+// then only read, to be forwarded with enforce off). It returns the index
+// of the key that verified, or the reason the signature did not verify
+// (sigErr, not yet answered); err is a refusal already answered (a limit:
+// 413, 503, 408, 400). On error body may hold a buffer and a reservation:
+// the caller releases it.
 //
 // For Ed25519, which needs the whole message, the body is read into a
 // buffer with room for the Prefix before it and the Suffix after it, and
 // the signature is checked over Prefix‖body‖Suffix in place: the body is
 // never copied for it, and is handed over as the body bytes alone. The
 // room is reserved under max_inflight_bytes with the body.
-func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody) error {
+func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody, now time.Time, check bool) (key int, sigErr, err error) {
 	var src io.Reader = r.Body
 	if r.ContentLength > 0 {
 		if !body.reserve(r.ContentLength) {
-			return h.bodyError(w, r, ErrOverBudget)
+			return -1, nil, h.bodyError(w, r, ErrOverBudget)
 		}
 	} else if r.ContentLength < 0 && r.Body != nil {
 		src = &budgetReader{r: r.Body, b: body}
@@ -122,25 +201,28 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 	var macArr [4]hash.Hash
 	var macs []hash.Hash // fed with Prefix‖body‖Suffix as it arrives
 	head, tail := 0, 0   // room around the body in its buffer
-	switch signed.Scheme {
-	case providers.SchemeHMAC:
-		macs = h.keys.macs(signed.Hash, macArr[:0])
+	switch {
+	case !check:
+	case signed.Scheme == providers.SchemeHMAC:
+		macs = h.keys.macs(signed.Hash, now, macArr[:0])
 		defer h.keys.put(signed.Hash, macs)
-	case providers.SchemeECDSAP256SHA256:
+	case signed.Scheme == providers.SchemeECDSAP256SHA256:
 		d := sha256s.Get().(hash.Hash)
 		d.Reset()
 		defer sha256s.Put(d)
 		macs = append(macArr[:0], d)
-	case providers.SchemeEd25519:
+	case signed.Scheme == providers.SchemeEd25519:
 		head, tail = len(signed.Prefix), len(signed.Suffix)
 		// the room is held like the body: a template of headers can
 		// make it as large as the request's headers
 		if !body.reserve(int64(head + tail)) {
-			return h.bodyError(w, r, ErrOverBudget)
+			return -1, nil, h.bodyError(w, r, ErrOverBudget)
 		}
 	}
 	for _, m := range macs {
-		m.Write(signed.Prefix)
+		if m != nil {
+			m.Write(signed.Prefix)
+		}
 	}
 	if r.ContentLength != 0 && src != nil {
 		var whole []byte
@@ -152,13 +234,18 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 			body.hold(whole, head)
 		}
 		if err != nil {
-			return h.bodyError(w, r, err)
+			return -1, nil, h.bodyError(w, r, err)
 		}
 	} else {
 		body.hold(getBuf(head + tail)[:head], head)
 	}
+	if !check {
+		return -1, nil, nil
+	}
 	for _, m := range macs {
-		m.Write(signed.Suffix)
+		if m != nil {
+			m.Write(signed.Suffix)
+		}
 	}
 	var msg []byte // Prefix‖body‖Suffix, for Ed25519
 	if signed.Scheme == providers.SchemeEd25519 {
@@ -166,22 +253,21 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 		copy(msg, signed.Prefix)
 		copy(msg[head+len(body.buf):], signed.Suffix)
 	}
-	key, err := h.keys.verify(signed, macs, msg)
-	if err != nil {
-		if signed.Scheme != providers.SchemeHMAC {
-			return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, err))
-		}
-		// the provider's alternate signed form, if any (Vev's
-		// stringify_fallback): signed_form.go
-		if key, err = h.verifyAlternate(r, signed, body, err); err != nil {
-			return h.refuseAlternate(w, r, err)
-		}
-		body.key = key
-		return nil
+	key, err = h.keys.verify(signed, macs, msg, now)
+	if err == nil {
+		h.metrics.countForm(providers.SignedFormRaw)
+		return key, nil, nil
 	}
-	body.key = key
-	h.metrics.countForm(providers.SignedFormRaw)
-	return nil
+	if signed.Scheme != providers.SchemeHMAC {
+		return -1, err, nil
+	}
+	// the provider's alternate signed form, if any (Vev's
+	// stringify_fallback): signed_form.go
+	key, err = h.verifyAlternate(r, signed, body, err, now)
+	if errors.Is(err, ErrOverBudget) {
+		return -1, nil, h.refuseAlternate(w, r, err)
+	}
+	return key, err, nil
 }
 
 // handOver makes r the verified request: its body the buffered bytes, with
@@ -219,9 +305,17 @@ func (h *Handler) handOver(r *http.Request, body *verifiedBody) {
 // deliver hands a verified request over, in the way chosen at provision:
 // stored for delivery by the gateway (queue), to the next handler once per
 // event id (dedupe), or to the next handler at once.
+//
+// A request that failed a check and goes on because enforce is off (it
+// was counted by report) is queued under an id of its own, never its
+// event's, and bypasses dedupe: a forged body must not take the id of the
+// genuine event that may follow.
 func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, body *verifiedBody) error {
 	if h.Queue != nil {
 		return h.serveQueue(w, r, body)
+	}
+	if body.failed != nil {
+		return next.ServeHTTP(w, r)
 	}
 	if h.Dedupe != nil {
 		return h.serveDedupe(w, r, next, body.field(h.idIndex))
@@ -338,11 +432,20 @@ func outcomeOf(reason error) string {
 // client's address (client_ip as Caddy's access log has it, honouring
 // trusted_proxies; remote_addr, the peer). Never a secret or the body.
 func (h *Handler) log(r *http.Request, status int, reason error) {
+	h.logHint(r, status, reason, "")
+}
+
+// logHint is log with a diagnostic hint (hints.go), when there is one.
+func (h *Handler) logHint(r *http.Request, status int, reason error, hint string) {
 	level := zapcore.InfoLevel
 	if status >= 500 && !errors.Is(reason, ErrOverBudget) {
 		level = zapcore.ErrorLevel
 	}
-	if c := h.logger.Check(level, "webhook rejected"); c != nil {
+	c := h.logger.Check(level, "webhook rejected")
+	if c == nil {
+		return
+	}
+	if hint == "" {
 		c.Write(
 			zap.String("provider", h.name),
 			zap.Int("status", status),
@@ -350,7 +453,16 @@ func (h *Handler) log(r *http.Request, status int, reason error) {
 			zap.String("client_ip", clientIP(r)),
 			zap.String("remote_addr", r.RemoteAddr),
 		)
+		return
 	}
+	c.Write(
+		zap.String("provider", h.name),
+		zap.Int("status", status),
+		zap.String("reason", reason.Error()),
+		zap.String("hint", hint),
+		zap.String("client_ip", clientIP(r)),
+		zap.String("remote_addr", r.RemoteAddr),
+	)
 }
 
 // clientIP is the client's address as Caddy determined it for this

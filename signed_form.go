@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -66,15 +67,19 @@ type macSet struct {
 
 func (s *macSet) Write(p []byte) (int, error) {
 	for _, m := range s.macs {
-		m.Write(p)
+		if m != nil {
+			m.Write(p)
+		}
 	}
 	return len(p), nil
 }
 
 func (s *macSet) Reset() {
 	for _, m := range s.macs {
-		m.Reset()
-		m.Write(s.prefix)
+		if m != nil {
+			m.Reset()
+			m.Write(s.prefix)
+		}
 	}
 }
 
@@ -83,13 +88,13 @@ func (s *macSet) Reset() {
 // verified: body then holds that text. Otherwise it returns the reason to
 // refuse: rawErr for a provider without an alternate form (or with it off),
 // else rawErr with the form's reason, or ErrOverBudget.
-func (h *Handler) verifyAlternate(r *http.Request, signed providers.Signed, body *verifiedBody, rawErr error) (int, error) {
+func (h *Handler) verifyAlternate(r *http.Request, signed providers.Signed, body *verifiedBody, rawErr error, now time.Time) (int, error) {
 	af, ok := h.provider.(providers.AlternateForm)
 	if !ok {
 		return -1, rawErr
 	}
 	var macArr [4]hash.Hash
-	macs := h.keys.macs(signed.Hash, macArr[:0])
+	macs := h.keys.macs(signed.Hash, now, macArr[:0])
 	defer h.keys.put(signed.Hash, macs)
 	set := &macSet{macs: macs, prefix: signed.Prefix}
 	set.Reset()

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash"
 	"sync"
+	"time"
 
 	"github.com/webhookverify/caddy-webhook-verify/providers"
 )
@@ -36,11 +37,17 @@ var (
 // (with a pool of keyed HMAC states for each key and hash, so that a
 // request costs no hmac.New), or public keys of one kind. The index of the
 // key that verified a request is its position in the configuration.
+//
+// A key with a not_after stops verifying at that instant: from then on it
+// is skipped (no MAC is computed under it), and only the diagnosis of a
+// refused request (hints.go) still tries it.
 type keyring struct {
-	keys  [][]byte           // HMAC keys; nil for public keys
-	pub   []crypto.PublicKey // public keys, all of kind
-	kind  providers.Scheme   // the scheme the keys are for
-	pools sync.Map           // poolKey -> *sync.Pool of hash.Hash
+	keys     [][]byte           // HMAC keys; nil for public keys
+	pub      []crypto.PublicKey // public keys, all of kind
+	kind     providers.Scheme   // the scheme the keys are for
+	pools    sync.Map           // poolKey -> *sync.Pool of hash.Hash
+	notAfter []time.Time        // per key, or nil; zero: never expires
+	secrets  []string           // per key, the resolved secret (hints.go); never logged
 }
 
 type poolKey struct {
@@ -91,9 +98,30 @@ func (k *keyring) pool(h crypto.Hash, i int) *sync.Pool {
 	return p.(*sync.Pool)
 }
 
-// macs returns one keyed HMAC per secret, reset, into dst.
-func (k *keyring) macs(h crypto.Hash, dst []hash.Hash) []hash.Hash {
+// live reports whether key i still verifies at now.
+func (k *keyring) live(i int, now time.Time) bool {
+	return k.notAfter == nil || k.notAfter[i].IsZero() || now.Before(k.notAfter[i])
+}
+
+// fingerprints are short digests of the secrets, which tell two handlers'
+// secrets apart without holding them (secrets.go).
+func (k *keyring) fingerprints() [][8]byte {
+	out := make([][8]byte, len(k.secrets))
+	for i, s := range k.secrets {
+		sum := sha256.Sum256([]byte(s))
+		copy(out[i][:], sum[:])
+	}
+	return out
+}
+
+// macs returns one keyed HMAC per secret, reset, into dst: nil in the
+// place of a key that expired before now.
+func (k *keyring) macs(h crypto.Hash, now time.Time, dst []hash.Hash) []hash.Hash {
 	for i := range k.keys {
+		if !k.live(i, now) {
+			dst = append(dst, nil)
+			continue
+		}
 		m := k.pool(h, i).Get().(hash.Hash)
 		m.Reset()
 		dst = append(dst, m)
@@ -103,7 +131,9 @@ func (k *keyring) macs(h crypto.Hash, dst []hash.Hash) []hash.Hash {
 
 func (k *keyring) put(h crypto.Hash, macs []hash.Hash) {
 	for i, m := range macs {
-		k.pool(h, i).Put(m)
+		if m != nil {
+			k.pool(h, i).Put(m)
+		}
 	}
 }
 
@@ -112,16 +142,17 @@ func (k *keyring) put(h crypto.Hash, macs []hash.Hash) {
 // them (ECDSA, macs holds the one digest), or msg, which is
 // Prefix‖body‖Suffix (Ed25519). It reports the index of the key that
 // matched: the first, in the configured order. The scheme must fit the
-// keys (checkScheme).
-func (k *keyring) verify(signed providers.Signed, macs []hash.Hash, msg []byte) (int, error) {
+// keys (checkScheme). Keys expired at now are skipped (the MACs have nil
+// in their place).
+func (k *keyring) verify(signed providers.Signed, macs []hash.Hash, msg []byte, now time.Time) (int, error) {
 	switch signed.Scheme {
 	case providers.SchemeHMAC:
 		return matchMACs(macs, signed.Signatures)
 	case providers.SchemeECDSAP256SHA256:
 		var sum [sha256.Size]byte
-		return k.verifyECDSA(macs[0].Sum(sum[:0]), signed.Signatures)
+		return k.verifyECDSA(macs[0].Sum(sum[:0]), signed.Signatures, func(i int) bool { return k.live(i, now) })
 	case providers.SchemeEd25519:
-		return k.verifyEd25519(msg, signed.Signatures)
+		return k.verifyEd25519(msg, signed.Signatures, func(i int) bool { return k.live(i, now) })
 	}
 	return -1, ErrProviderScheme
 }
@@ -130,9 +161,13 @@ func (k *keyring) verify(signed providers.Signed, macs []hash.Hash, msg []byte) 
 var sha256s = sync.Pool{New: func() any { return sha256.New() }}
 
 // verifyECDSA reports the index of the first key under which any of the
-// ASN.1 DER signatures verifies the SHA-256 digest.
-func (k *keyring) verifyECDSA(digest []byte, signatures [][]byte) (int, error) {
+// ASN.1 DER signatures verifies the SHA-256 digest, among the keys use
+// reports true for.
+func (k *keyring) verifyECDSA(digest []byte, signatures [][]byte, use func(int) bool) (int, error) {
 	for i, p := range k.pub {
+		if !use(i) {
+			continue
+		}
 		pub := p.(*ecdsa.PublicKey)
 		for _, sig := range signatures {
 			if ecdsa.VerifyASN1(pub, digest, sig) {
@@ -144,9 +179,12 @@ func (k *keyring) verifyECDSA(digest []byte, signatures [][]byte) (int, error) {
 }
 
 // verifyEd25519 reports the index of the first key under which any of the
-// signatures verifies msg.
-func (k *keyring) verifyEd25519(msg []byte, signatures [][]byte) (int, error) {
+// signatures verifies msg, among the keys use reports true for.
+func (k *keyring) verifyEd25519(msg []byte, signatures [][]byte, use func(int) bool) (int, error) {
 	for i, p := range k.pub {
+		if !use(i) {
+			continue
+		}
 		pub := p.(ed25519.PublicKey)
 		for _, sig := range signatures {
 			if len(sig) == ed25519.SignatureSize && ed25519.Verify(pub, msg, sig) {
@@ -175,11 +213,15 @@ func verifyMACs(macs []hash.Hash, signatures [][]byte) error {
 
 // matchMACs is verifyMACs that also reports the index of the first MAC
 // (the key) that matched. Every MAC is compared with every signature,
-// whatever matched, in constant time.
+// whatever matched, in constant time. A nil MAC (an expired key) is
+// skipped.
 func matchMACs(macs []hash.Hash, signatures [][]byte) (int, error) {
 	var sum [64]byte
 	match := -1
 	for i, m := range macs {
+		if m == nil {
+			continue
+		}
 		got := m.Sum(sum[:0])
 		for _, sig := range signatures {
 			if hmac.Equal(got, sig) && match < 0 {
@@ -192,3 +234,6 @@ func matchMACs(macs []hash.Hash, signatures [][]byte) (int, error) {
 	}
 	return match, nil
 }
+
+// size is the number of configured keys.
+func (k *keyring) size() int { return max(len(k.keys), len(k.pub)) }

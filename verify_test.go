@@ -466,7 +466,7 @@ func vecSign(h crypto.Hash, secret, body string) []byte {
 }
 
 func vecVerify(k *keyring, h crypto.Hash, body []byte, sigs ...[]byte) error {
-	macs := k.macs(h, nil)
+	macs := k.macs(h, time.Now(), nil)
 	for _, m := range macs {
 		m.Write(body)
 	}
@@ -561,7 +561,7 @@ func TestVerifyKeyringReset(t *testing.T) {
 	vc := vecLoad(t, "vivreal.json")[0]
 	k := newKeyring([][]byte{[]byte(vc.Secret), []byte("other")})
 	for range 20 {
-		macs := k.macs(crypto.SHA256, nil)
+		macs := k.macs(crypto.SHA256, time.Now(), nil)
 		for _, m := range macs {
 			m.Write([]byte("half a body, then the connection died"))
 		}
@@ -604,7 +604,7 @@ func TestVerifyKeyringConcurrent(t *testing.T) {
 			for i := range 50 {
 				for _, set := range sets {
 					it := set[(g+i)%len(set)]
-					macs := k.macs(it.h, nil)
+					macs := k.macs(it.h, time.Now(), nil)
 					for _, m := range macs {
 						if m.Size() != it.h.Size() {
 							errs <- fmt.Errorf("%s: keyring gave a %d-byte MAC for %v", it.name, m.Size(), it.h)
@@ -847,7 +847,7 @@ func vecRun(t *testing.T, p providers.Provider, header, value string, secrets []
 		return nil, err
 	}
 	k := newKeyring(vecKeys(secrets))
-	macs := k.macs(signed.Hash, nil)
+	macs := k.macs(signed.Hash, time.Now(), nil)
 	for _, m := range macs {
 		m.Write(signed.Prefix)
 	}

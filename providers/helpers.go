@@ -16,10 +16,11 @@ import (
 
 // DecodeBase64 decodes s, standard base64 with its padding (RFC 4648 §4,
 // what Shopify, Standard Webhooks and most base64 senders send), into
-// exactly size bytes; no line breaks. Errors wrap ErrMalformedSignature.
+// exactly size bytes; no line breaks. Errors wrap ErrMalformedSignature;
+// when s is hex of size bytes instead, the error is an *EncodingError.
 func DecodeBase64(s string, size int) ([]byte, error) {
 	if len(s) != base64.StdEncoding.EncodedLen(size) {
-		return nil, fmt.Errorf("%w: %d base64 characters, want %d", ErrMalformedSignature, len(s), base64.StdEncoding.EncodedLen(size))
+		return nil, misencodedBase64(s, size, fmt.Errorf("%w: %d base64 characters, want %d", ErrMalformedSignature, len(s), base64.StdEncoding.EncodedLen(size)))
 	}
 	// room for what s may decode to, which is more than size when s has
 	// less padding than size needs

@@ -85,6 +85,7 @@ func (c *hmacCompiled) single(h http.Header, name string) (string, error) {
 func (c *hmacCompiled) candidates(h http.Header) ([][]byte, string, error) {
 	var sigs [][]byte
 	var ts string
+	var enc *EncodingError // of the first signature skipped, for the handler's hint
 	present := 0
 	for i := range c.sigs {
 		s := &c.sigs[i]
@@ -99,11 +100,11 @@ func (c *hmacCompiled) candidates(h http.Header) ([][]byte, string, error) {
 		present++
 		switch {
 		case s.params != "":
-			if sigs, ts, err = c.fromParams(s, name, v, sigs); err != nil {
+			if sigs, ts, err = c.fromParams(s, name, v, sigs, &enc); err != nil {
 				return nil, "", err
 			}
 		case s.list != "":
-			if sigs, err = c.fromList(s, v, sigs); err != nil {
+			if sigs, err = c.fromList(s, v, sigs, &enc); err != nil {
 				return nil, "", err
 			}
 		default:
@@ -125,7 +126,7 @@ func (c *hmacCompiled) candidates(h http.Header) ([][]byte, string, error) {
 		return nil, "", fmt.Errorf("%w: none of the signature headers", ErrMissingSignature)
 	}
 	if len(sigs) == 0 {
-		return nil, "", fmt.Errorf("%w: no signature in the configured form", ErrMalformedSignature)
+		return nil, "", enc.With(fmt.Errorf("%w: no signature in the configured form", ErrMalformedSignature))
 	}
 	return sigs, ts, nil
 }
@@ -134,7 +135,7 @@ func (c *hmacCompiled) candidates(h http.Header) ([][]byte, string, error) {
 // Items in another form (another version) are ignored, and so are items
 // in the form whose signature cannot be decoded, as the senders' own
 // libraries do.
-func (c *hmacCompiled) fromList(s *compiledSig, v string, sigs [][]byte) ([][]byte, error) {
+func (c *hmacCompiled) fromList(s *compiledSig, v string, sigs [][]byte, encErr **EncodingError) ([][]byte, error) {
 	for item := range strings.SplitSeq(v, s.list) {
 		item = textproto.TrimString(item)
 		enc, ok := matchPattern(item, s.prefix, s.suffix)
@@ -143,6 +144,7 @@ func (c *hmacCompiled) fromList(s *compiledSig, v string, sigs [][]byte) ([][]by
 		}
 		sig, err := c.decode(enc, s.b64)
 		if err != nil {
+			firstEncodingError(encErr, err)
 			continue
 		}
 		if len(sigs) == maxCandidates {
@@ -157,7 +159,7 @@ func (c *hmacCompiled) fromList(s *compiledSig, v string, sigs [][]byte) ([][]by
 // (undecodable ones ignored, as Stripe's libraries do) and the timestamp
 // under the ts key, which must be there exactly once when configured.
 // Pairs without "=" and other keys are ignored.
-func (c *hmacCompiled) fromParams(s *compiledSig, name, v string, sigs [][]byte) ([][]byte, string, error) {
+func (c *hmacCompiled) fromParams(s *compiledSig, name, v string, sigs [][]byte, encErr **EncodingError) ([][]byte, string, error) {
 	var ts string
 	nts := 0
 	for pair := range strings.SplitSeq(v, s.params) {
@@ -172,6 +174,7 @@ func (c *hmacCompiled) fromParams(s *compiledSig, name, v string, sigs [][]byte)
 		case k == s.sig:
 			sig, err := c.decode(val, s.b64)
 			if err != nil {
+				firstEncodingError(encErr, err)
 				continue
 			}
 			if len(sigs) == maxCandidates {

@@ -208,13 +208,14 @@ func EqualFoldASCII(a, b string) bool {
 }
 
 // DecodeHex decodes s, in either case, into exactly size bytes.
+// When s is base64 of size bytes instead, the error is an *EncodingError.
 func DecodeHex(s string, size int) ([]byte, error) {
 	if len(s) != 2*size {
-		return nil, fmt.Errorf("%w: %d hex digits, want %d", ErrMalformedSignature, len(s), 2*size)
+		return nil, misencodedHex(s, size, fmt.Errorf("%w: %d hex digits, want %d", ErrMalformedSignature, len(s), 2*size))
 	}
 	b := make([]byte, size)
 	if _, err := hex.Decode(b, []byte(s)); err != nil {
-		return nil, fmt.Errorf("%w: not hex", ErrMalformedSignature)
+		return nil, misencodedHex(s, size, fmt.Errorf("%w: not hex", ErrMalformedSignature))
 	}
 	return b, nil
 }

@@ -120,6 +120,7 @@ func (p Standard) Parse(r *http.Request, now time.Time) (Signed, error) {
 		return Signed{}, err
 	}
 	var sigs [][]byte
+	var enc *EncodingError // of the first v1 skipped, for the handler's hint
 	for rest, more := list, true; more; {
 		var item string
 		item, rest, more = strings.Cut(rest, " ")
@@ -127,12 +128,15 @@ func (p Standard) Parse(r *http.Request, now time.Time) (Signed, error) {
 		if !ok || version != "v1" {
 			continue
 		}
-		if mac, err := DecodeBase64(sig, sha256.Size); err == nil {
-			sigs = append(sigs, mac)
+		mac, err := DecodeBase64(sig, sha256.Size)
+		if err != nil {
+			firstEncodingError(&enc, err)
+			continue
 		}
+		sigs = append(sigs, mac)
 	}
 	if len(sigs) == 0 {
-		return Signed{}, fmt.Errorf("%w: %s has no v1 signature", ErrMalformedSignature, names[2])
+		return Signed{}, enc.With(fmt.Errorf("%w: %s has no v1 signature", ErrMalformedSignature, names[2]))
 	}
 	// The libraries sign the timestamp as a decimal integer, whatever its
 	// text in the header.

@@ -54,11 +54,16 @@ func (p Stripe) Parse(r *http.Request, now time.Time) (Signed, error) {
 		tsText string
 		haveT  bool
 		sigs   [][]byte
+		enc    *EncodingError // of the first v1 skipped, for the handler's hint
 	)
 	for _, part := range strings.Split(v, ",") {
 		key, val, ok := strings.Cut(part, "=")
 		if !ok || strings.Contains(val, "=") {
-			return Signed{}, fmt.Errorf("%w: %s has a part that is not key=value", ErrMalformedSignature, StripeSignatureHeader)
+			err := fmt.Errorf("%w: %s has a part that is not key=value", ErrMalformedSignature, StripeSignatureHeader)
+			if key == "v1" { // base64 with its padding, perhaps: say so
+				err = misencodedHex(val, sha256.Size, err)
+			}
+			return Signed{}, err
 		}
 		switch key {
 		case "t":
@@ -67,9 +72,12 @@ func (p Stripe) Parse(r *http.Request, now time.Time) (Signed, error) {
 			}
 			tsText, haveT = val, true
 		case "v1":
-			if mac, err := DecodeHex(val, sha256.Size); err == nil {
-				sigs = append(sigs, mac)
+			mac, err := DecodeHex(val, sha256.Size)
+			if err != nil {
+				firstEncodingError(&enc, err)
+				continue
 			}
+			sigs = append(sigs, mac)
 		}
 	}
 	if !haveT {
@@ -80,7 +88,7 @@ func (p Stripe) Parse(r *http.Request, now time.Time) (Signed, error) {
 		return Signed{}, err
 	}
 	if len(sigs) == 0 {
-		return Signed{}, fmt.Errorf("%w: %s has no v1 signature", ErrMalformedSignature, StripeSignatureHeader)
+		return Signed{}, enc.With(fmt.Errorf("%w: %s has no v1 signature", ErrMalformedSignature, StripeSignatureHeader))
 	}
 	if err := p.Check(ts, now); err != nil {
 		return Signed{}, err

@@ -64,6 +64,12 @@ type Event struct {
 	RemoteAddr  string      `json:"remote_addr,omitempty"`
 	ReceivedAt  time.Time   `json:"received_at"`
 	Size        int64       `json:"size"`
+	// Unverified: it failed a check and was stored anyway, because the
+	// handler's enforce is off (report-only).
+	Unverified bool `json:"unverified,omitempty"`
+	// Key: the position (1-based) of the secret that verified it; 0 for
+	// none (unverified, or stored before this was recorded).
+	Key int `json:"key,omitempty"`
 
 	State         State     `json:"state"`
 	Attempts      int       `json:"attempts"`
