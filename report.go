@@ -151,5 +151,3 @@ func joinHints(hints ...string) string {
 	}
 	return strings.Join(out, "; ")
 }
-
-
