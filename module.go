@@ -70,8 +70,14 @@ const (
 // with its body byte for byte as received, Content-Length set, no
 // Expect and no trailers, and with these placeholders:
 // {http.webhook.provider}, {http.webhook.id}, {http.webhook.event}, and
-// the sender's own (Vev: {http.webhook.hosting}). The event fields are
-// read from the body only if a placeholder is used.
+// the sender's own (Vev: {http.webhook.hosting}), {http.webhook.key} (the
+// position of the secret that verified it) and {http.webhook.verified}.
+// The event fields are read from the body only if a placeholder is used.
+//
+// With enforce off (report-only), a request that fails a check is not
+// refused: it is counted, logged and handed over like a verified one,
+// with {http.webhook.verified} false. A refused signature's log line
+// carries a "hint" when a cheap check explains the refusal (hints.go).
 type Handler struct {
 	// The webhook sender, a module in the http.webhook_verify.providers
 	// namespace chosen with the inline key "name": {"name": "vivreal"}.

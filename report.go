@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -139,15 +138,4 @@ func notEnforcedCounters(provider string) map[string]prometheus.Counter {
 		m[o] = notEnforcedTotal.WithLabelValues(provider, o)
 	}
 	return m
-}
-
-// joinHints is the one hint of a log line.
-func joinHints(hints ...string) string {
-	var out []string
-	for _, h := range hints {
-		if h != "" {
-			out = append(out, h)
-		}
-	}
-	return strings.Join(out, "; ")
 }

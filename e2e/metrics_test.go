@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -367,6 +368,11 @@ func checkLabels(t *testing.T, m metrics, ids []string) {
 				// caddy_webhook_verify_signed_form_total: the form that verified
 				if v != "raw" && v != "stringify" {
 					t.Errorf("%s: form %q", s.name, v)
+				}
+			case "key":
+				// caddy_webhook_verify_key_matches_total: a configured secret's position
+				if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 16 {
+					t.Errorf("%s: key %q", s.name, v)
 				}
 			case "le":
 			default:

@@ -84,6 +84,16 @@ const add = (c) => cases.push(c);
   add({ name: 'discord-base64', source: 'research/senders.md V9 (RFC 8032 TEST 1 key), signature sent as base64', provider: { name: 'discord' }, secrets: [edPublic], now: 1700000000,
     headers: { 'X-Signature-Ed25519': [sig.toString('base64')], 'X-Signature-Timestamp': [t] }, body,
     want: 'malformed_signature', hint: 'the signature is base64 where this sender\'s are hex' });
+  // --- an expired public key (RFC 8032 TEST 2's key is the other one) ------
+  const test2Public = '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c';
+  add({ name: 'discord-expired-key', source: 'the V9 request; its key (secret 1) expired a second before the clock', provider: { name: 'discord' },
+    secrets: [{ secret: edPublic, not_after: '2023-11-14T22:13:19Z' }, test2Public], now: 1700000000,
+    headers: { 'X-Signature-Ed25519': [sig.toString('hex')], 'X-Signature-Timestamp': [t] }, body,
+    want: 'bad_signature', hint: 'matches secret 1, which expired at 2023-11-14T22:13:19Z' });
+  add({ name: 'discord-key-before-expiry', source: 'the same a second earlier: verified by secret 1', provider: { name: 'discord' },
+    secrets: [{ secret: edPublic, not_after: '2023-11-14T22:13:21Z' }, test2Public], now: 1700000000,
+    headers: { 'X-Signature-Ed25519': [sig.toString('hex')], 'X-Signature-Timestamp': [t] }, body,
+    want: 'verified', hint: '', key: '1' });
   // --- a trailing newline, over Ed25519 --------------------------------------
   add({ name: 'discord-newline', source: 'the V9 request with a newline added after signing', provider: { name: 'discord' }, secrets: [edPublic], now: 1700000000,
     headers: { 'X-Signature-Ed25519': [sig.toString('hex')], 'X-Signature-Timestamp': [t] }, body: body + '\n',
