@@ -498,7 +498,9 @@ func (h *Handler) serveQueue(w http.ResponseWriter, r *http.Request, body *verif
 		case errors.Is(err, queue.ErrNoSpace):
 			reason = ErrQueueNoSpace
 		}
-		h.metrics.count(outcomeOf(reason))
+		if !unverified { // counted by report, once
+			h.metrics.count(outcomeOf(reason))
+		}
 		if c := h.logger.Check(zapcore.ErrorLevel, "webhook not queued"); c != nil {
 			c.Write(zap.String("provider", h.name), zap.String("queue", q.Name), zap.String("id", id),
 				zap.String("client_ip", clientIP(r)), zap.Error(err))

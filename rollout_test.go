@@ -135,7 +135,15 @@ func TestHintsVectors(t *testing.T) {
 					now = time.Unix(c.Now, 0)
 				}
 				h, logs := roHandler(t, cfg, now)
+				rawForm := testCounter(h.metrics.forms["raw"])
 				rec, err := roServe(h, http.MethodPost, c.Headers, []byte(c.Body))
+				wantForm := 0.0
+				if c.Want == outcomeVerified {
+					wantForm = 1
+				}
+				if d := testCounter(h.metrics.forms["raw"]) - rawForm; d != wantForm {
+					t.Errorf("signed_form_total{form=raw} grew by %v, want %v", d, wantForm)
+				}
 
 				if c.Want == outcomeVerified {
 					if err != nil || rec.called != 1 {

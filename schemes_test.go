@@ -331,7 +331,7 @@ func TestSchemesMatchedKeyIndex(t *testing.T) {
 					t.Fatal(err)
 				}
 				vb := &verifiedBody{h: h, key: -1}
-				key, sigErr, err := h.readVerified(httptest.NewRecorder(), r, signed, vb, h.now(), true)
+				key, sigErr, err := h.readVerified(httptest.NewRecorder(), r, signed, vb, h.now(), readVerify)
 				if err != nil || sigErr != nil {
 					t.Fatalf("%s: %v %v", signers[0].name, err, sigErr)
 				}
@@ -497,7 +497,7 @@ func TestSchemesEd25519NoSecondCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		vb := &verifiedBody{h: h}
-		if _, sigErr, err := h.readVerified(httptest.NewRecorder(), r, signed, vb, h.now(), true); err != nil || sigErr != nil {
+		if _, sigErr, err := h.readVerified(httptest.NewRecorder(), r, signed, vb, h.now(), readVerify); err != nil || sigErr != nil {
 			t.Fatal(err, sigErr)
 		}
 		if len(vb.bytes()) != size {

@@ -103,14 +103,14 @@ func (h *Handler) checkUnsigned(w http.ResponseWriter, r *http.Request, body *ve
 	}
 	hint := ""
 	if ok {
-		key, sigErr, err := h.readVerified(w, r, probe, body, now, true)
+		key, sigErr, err := h.readVerified(w, r, probe, body, now, readProbe)
 		if err != nil {
 			return err
 		}
 		if sigErr == nil {
 			hint = encodingHint(reason, key)
 		}
-	} else if _, _, err := h.readVerified(w, r, providers.Signed{}, body, now, false); err != nil {
+	} else if _, _, err := h.readVerified(w, r, providers.Signed{}, body, now, readOnly); err != nil {
 		return err
 	}
 	body.key = -1
@@ -127,12 +127,13 @@ func (h *Handler) checkUnsigned(w http.ResponseWriter, r *http.Request, body *ve
 // request (with a hint when a cheap check explains the mismatch) or, with
 // enforce off, records the failure.
 func (h *Handler) checkSigned(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody, now time.Time) error {
-	key, sigErr, err := h.readVerified(w, r, signed, body, now, true)
+	key, sigErr, err := h.readVerified(w, r, signed, body, now, readVerify)
 	if err != nil {
 		return err
 	}
 	if sigErr == nil {
 		body.key = key
+		h.metrics.countForm(body.signedForm())
 		return nil
 	}
 	hint := h.diagnose(signed, body.bytes(), now)
@@ -173,11 +174,23 @@ func (h *Handler) checkScheme(signed providers.Signed) error {
 	return nil
 }
 
+// readMode says what readVerified checks.
+type readMode uint8
+
+const (
+	readVerify readMode = iota // the signature, and the alternate form
+	readProbe                  // the signature over the raw body only
+	readOnly                   // nothing: the body is only read
+)
+
 // readVerified reserves the body's bytes under max_inflight_bytes (a
 // declared length up front, a chunked body as it is read), reads it under
 // body_timeout into body, computing the MACs (or the ECDSA digest) as it
-// arrives, and checks the signature (unless check is false: the body is
-// then only read, to be forwarded with enforce off). It returns the index
+// arrives, and checks the signature as mode says: readVerify checks it
+// (and, for HMAC, the provider's alternate signed form when the raw body's
+// MAC fails); readProbe checks the raw body only (a re-encoded signature,
+// for a hint); readOnly only reads the body, to be forwarded with enforce
+// off. It returns the index
 // of the key that verified, or the reason the signature did not verify
 // (sigErr, not yet answered); err is a refusal already answered (a limit:
 // 413, 503, 408, 400). On error body may hold a buffer and a reservation:
@@ -188,7 +201,7 @@ func (h *Handler) checkScheme(signed providers.Signed) error {
 // the signature is checked over Prefix‖body‖Suffix in place: the body is
 // never copied for it, and is handed over as the body bytes alone. The
 // room is reserved under max_inflight_bytes with the body.
-func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody, now time.Time, check bool) (key int, sigErr, err error) {
+func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed providers.Signed, body *verifiedBody, now time.Time, mode readMode) (key int, sigErr, err error) {
 	var src io.Reader = r.Body
 	if r.ContentLength > 0 {
 		if !body.reserve(r.ContentLength) {
@@ -202,7 +215,7 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 	var macs []hash.Hash // fed with Prefix‖body‖Suffix as it arrives
 	head, tail := 0, 0   // room around the body in its buffer
 	switch {
-	case !check:
+	case mode == readOnly:
 	case signed.Scheme == providers.SchemeHMAC:
 		macs = h.keys.macs(signed.Hash, now, macArr[:0])
 		defer h.keys.put(signed.Hash, macs)
@@ -239,7 +252,7 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 	} else {
 		body.hold(getBuf(head + tail)[:head], head)
 	}
-	if !check {
+	if mode == readOnly {
 		return -1, nil, nil
 	}
 	for _, m := range macs {
@@ -255,10 +268,9 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 	}
 	key, err = h.keys.verify(signed, macs, msg, now)
 	if err == nil {
-		h.metrics.countForm(providers.SignedFormRaw)
 		return key, nil, nil
 	}
-	if signed.Scheme != providers.SchemeHMAC {
+	if signed.Scheme != providers.SchemeHMAC || mode == readProbe {
 		return -1, err, nil
 	}
 	// the provider's alternate signed form, if any (Vev's

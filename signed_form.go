@@ -133,7 +133,6 @@ func (h *Handler) verifyAlternate(r *http.Request, signed providers.Signed, body
 		return -1, fmt.Errorf("%w (nor over its %s form)", rawErr, form)
 	}
 	body.swap(text, form, len(raw))
-	h.metrics.countForm(form)
 	if c := h.logger.Check(zapcore.InfoLevel, "webhook verified over its "+form+" form; forwarding that form"); c != nil {
 		c.Write(
 			zap.String("provider", h.name),
