@@ -492,3 +492,28 @@ func testCounter(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestHintsBodyBound: the hints re-hash bodies of at most 1 MiB; a larger
+// one is refused without them.
+func TestHintsBodyBound(t *testing.T) {
+	h, logs := roHandler(t, map[string]any{
+		"provider":      map[string]string{"name": "vivreal"},
+		"secrets":       []string{"bound-secret"},
+		"max_body_size": 4 << 20,
+	}, time.Time{})
+	for _, tc := range []struct {
+		size int
+		hint bool
+	}{{hintMaxBody, true}, {hintMaxBody + 1, false}} {
+		signed := bytes.Repeat([]byte("a"), tc.size-1)
+		body := append(append([]byte(nil), signed...), '\n') // a newline added after signing
+		if _, err := roServe(h, http.MethodPost, http.Header{"X-Vivreal-Signature": {roSign("bound-secret", signed)}}, body); outcomeOf(err) != outcomeBadSignature {
+			t.Fatalf("%d bytes: %v", tc.size, err)
+		}
+		line := roLine(t, logs, "webhook rejected")
+		logs.TakeAll()
+		if _, has := line["hint"]; has != tc.hint {
+			t.Errorf("%d-byte body: hint %v, want a hint: %v", tc.size, line["hint"], tc.hint)
+		}
+	}
+}
