@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -426,6 +427,70 @@ func TestSignReproducesVectors(t *testing.T) {
 	for _, sender := range []string{"github", "standard", "stripe", "slack", "shopify", "discord", "hmac", "vivreal", "vev"} {
 		if matched[sender] == 0 {
 			t.Errorf("no %s vector reproduced", sender)
+		}
+	}
+}
+
+// TestSignECDSAVerifiesWithOpenSSL: ECDSA signatures are randomised, so
+// SendGrid's Sign (and hmac's ecdsa-p256) cannot be compared with a
+// vector; each signature of a Ping under sendgrid-go's published test key
+// is checked by the handler, with the published verification key, and by
+// `openssl dgst -sha256 -verify`.
+func TestSignECDSAVerifiesWithOpenSSL(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		needTool(t, "openssl", "an ECDSA signature of Sign is checked by openssl")
+	}
+	const libPublic = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA=="
+	dir := t.TempDir()
+	der, _ := base64.StdEncoding.DecodeString(libPublic)
+	pubPEM := filepath.Join(dir, "pub.pem")
+	if err := os.WriteFile(pubPEM, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1700000000, 0)
+	for _, c := range []struct {
+		provider, sigHeader string
+		decode              func(string) ([]byte, error)
+	}{
+		{`{"name":"sendgrid"}`, "X-Twilio-Email-Event-Webhook-Signature", base64.StdEncoding.DecodeString},
+		{`{"name":"hmac","algorithm":"ecdsa-p256","signatures":[{"header":"X-Sig"}],"signed":"{ts}{body}","timestamp":{"from":"header","header":"X-Ts","format":"unix"}}`, "X-Sig", hex.DecodeString},
+	} {
+		p, s := csProvider(t, json.RawMessage(c.provider))
+		key, err := providers.KeySigner(p, csVectorPrivate[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, hdr := s.Ping(now, "")
+		sh, err := s.Sign(providers.SignRequest{Body: body, Time: now, Header: hdr, Sign: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range sh {
+			hdr[k] = v
+		}
+		h, err := svHandler(t, json.RawMessage(c.provider), []string{libPublic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.now = func() time.Time { return now }
+		if got, _ := csServe(t, h, body, hdr); got != outcomeVerified {
+			t.Errorf("%s: the handler says %s", c.provider, got)
+		}
+		sig, err := c.decode(sh.Get(c.sigHeader))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgFile, sigFile := filepath.Join(dir, "msg"), filepath.Join(dir, "sig.der")
+		_ = os.WriteFile(msgFile, append([]byte("1700000000"), body...), 0o600)
+		_ = os.WriteFile(sigFile, sig, 0o600)
+		out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", pubPEM, "-signature", sigFile, msgFile).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Verified OK") {
+			t.Errorf("%s: openssl does not verify Sign's signature: %v %s", c.provider, err, out)
+		}
+		// and openssl refuses it over another message (the check has teeth)
+		_ = os.WriteFile(msgFile, append([]byte("1700000001"), body...), 0o600)
+		if out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", pubPEM, "-signature", sigFile, msgFile).CombinedOutput(); err == nil {
+			t.Errorf("openssl verifies the signature over another timestamp: %s", out)
 		}
 	}
 }
