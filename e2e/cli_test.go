@@ -83,6 +83,15 @@ http://127.0.0.1:%[1]d {
 		}
 		reverse_proxy %[2]s
 	}
+	handle /basic {
+		webhook_verify vivreal {env.CLI_VIV_SECRET} {
+			basic_auth user {env.CLI_VEV_TOKEN}
+		}
+		reverse_proxy %[2]s
+	}
+	handle /moved {
+		redir * /vivreal 308
+	}
 	handle_errors {
 		respond "{err.message}" {err.status_code}
 	}
@@ -177,7 +186,21 @@ func TestCLISend(t *testing.T) {
 		t.Errorf("the upstream got %q, want %q", got, body)
 	}
 
+	// endpoint credentials from the environment: Basic
+	cli(t, "send", c.url("/basic"), "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--id", "evt_cli_basic",
+		"--basic-env", "CLI_VEV_BASIC").want(t, 0, "200 OK")
+	if up.body("evt_cli_basic") == nil {
+		t.Error("the upstream did not get the delivery with Basic credentials")
+	}
 	// negative answers: exit status 2, the answer printed
+	cli(t, "send", c.url("/basic"), "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET").
+		want(t, 2, "401 Unauthorized", "bad credentials")
+	// a redirect is an answer, not followed
+	cli(t, "send", c.url("/moved"), "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--id", "evt_cli_moved").
+		want(t, 2, "308 Permanent Redirect")
+	if up.body("evt_cli_moved") != nil {
+		t.Error("send followed the redirect")
+	}
 	cli(t, "send", c.url("/vivreal"), "--provider", "vivreal", "--secret-env", "CLI_WRONG_SECRET").
 		want(t, 2, "401 Unauthorized", "no matching signature")
 	cli(t, "send", c.url("/vev"), "--provider", "vev", "--secret-env", "CLI_VEV_SECRET").
@@ -191,6 +214,11 @@ func TestCLISend(t *testing.T) {
 	// could not run: exit status 1
 	cli(t, "send", fmt.Sprintf("http://127.0.0.1:%d/vivreal", freePort(t)), "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET").
 		want(t, 1, "connection refused")
+	// an answer that does not come within --timeout (the upstream holds it)
+	release := up.hold("cli")
+	cli(t, "send", c.url("/vivreal"), "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--header", "X-Test-Hold: cli",
+		"--timeout", "500ms").want(t, 1, "Client.Timeout exceeded")
+	release()
 	cli(t, "send", c.url("/vivreal"), "--provider", "vivreal", "--secret-env", "CLI_NO_SUCH_VAR").want(t, 1, "CLI_NO_SUCH_VAR", "not set")
 	cli(t, "send", c.url("/vev"), "--provider", "vev", "--secret-env", "CLI_VEV_SECRET", "--bearer-env", "CLI_NO_SUCH_VAR").want(t, 1, "--bearer-env")
 	c.assertNoPanic()
@@ -388,6 +416,19 @@ func TestCLIVerify(t *testing.T) {
 	if pub := ed25519.NewKeyFromSeed(mustHex(t, cliDiscordSeed)).Public().(ed25519.PublicKey); hex.EncodeToString(pub) != cliDiscordPublic {
 		t.Fatal("the test's Discord key pair does not match")
 	}
+
+	// an hmac configuration that signs a header of the caller's (--header)
+	hmacP := `{"name":"hmac","signatures":[{"header":"X-Sig","pattern":"sha256={sig}"}],"signed":"{header.X-Tenant}:{body}","id":{"body":"id"}}`
+	tenant := captureSend(t, "--provider", hmacP, "--secret-env", "CLI_VIV_SECRET", "--header", "X-Tenant: t1", "--id", "evt_cap_hmac")
+	cli(t, "verify", "--provider", hmacP, "--secret-env", "CLI_VIV_SECRET", "--request-file", save("tenant.http", tenant)).
+		want(t, 0, "verified (key 1)", "id: evt_cap_hmac")
+	cli(t, "verify", "--provider", hmacP, "--secret-env", "CLI_VIV_SECRET", "--request-file",
+		save("tenant2.http", bytes.Replace(tenant, []byte("X-Tenant: t1"), []byte("X-Tenant: t2"), 1))).
+		want(t, 2, "not verified: no matching signature")
+	cli(t, "sign", "--provider", hmacP, "--secret-env", "CLI_VIV_SECRET").want(t, 1, "X-Tenant", "--header")
+
+	// the help documents the exit statuses
+	cli(t, "--help").want(t, 0, "Exit status of sign, send and verify: 0 signed", "1 the command could not run", "2 a negative answer")
 
 	// could not run: exit status 1
 	for _, args := range [][]string{
