@@ -1,6 +1,7 @@
 package webhookverify
 
 import (
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -8,6 +9,11 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // TestREADMECLIFlags: the README's "Signing and checking deliveries from
@@ -51,5 +57,27 @@ func TestREADMECLIFlags(t *testing.T) {
 		if !slices.Contains(flags, n) {
 			t.Errorf("the README's command section names --%s, which sign/send/verify do not have", n)
 		}
+	}
+}
+
+// verify prints the handler's hint, when its "webhook rejected" line has
+// one, after the reason; and the status when the refusal is not a 401.
+func TestVerifyVerdictPrintsHint(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	zap.New(core).Info("webhook rejected", zap.String("reason", "no matching signature"),
+		zap.String("hint", "the body would verify in its stringify form: set stringify_fallback"))
+	h := &Handler{}
+	var out strings.Builder
+	code := verdict(&out, h, &cliNext{}, caddyhttp.Error(http.StatusUnauthorized, ErrNoMatchingSignature), logs)
+	if want := "not verified: no matching signature\nhint: the body would verify in its stringify form: set stringify_fallback\n"; code != exitNegative || out.String() != want {
+		t.Errorf("exit %d, printed %q, want %q", code, out.String(), want)
+	}
+
+	core, logs = observer.New(zapcore.DebugLevel)
+	zap.New(core).Info("webhook rejected", zap.String("reason", "method not allowed"))
+	out.Reset()
+	if code := verdict(&out, h, &cliNext{}, caddyhttp.Error(http.StatusMethodNotAllowed, ErrMethodNotAllowed), logs); code != exitNegative ||
+		out.String() != "not verified: method not allowed (status 405)\n" {
+		t.Errorf("exit %d, printed %q", code, out.String())
 	}
 }

@@ -95,7 +95,7 @@ func cmdWebhook(fl caddycmd.Flags) (int, error) {
 		}
 	}
 	if len(args) < 2 || args[0] != "queue" {
-		return caddy1(fmt.Errorf("usage: caddy webhook sign|send <url>|verify ..., or caddy webhook queue list|events|show|replay|discard|pause|resume|backup [<queue>] [<id>|<file>] (caddy help webhook)"))
+		return caddy1(fmt.Errorf("usage: caddy webhook queue list|events|show|replay|discard|pause|resume|backup [<queue>] [<id>|<file>], or caddy webhook sign|send <url>|verify (caddy help webhook)"))
 	}
 	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
 	if err != nil {

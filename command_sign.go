@@ -412,21 +412,28 @@ func cliVerify(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, s
 	r = r.WithContext(rctx)
 	var next cliNext
 	err = h.ServeHTTP(&cliWriter{header: http.Header{}}, r, &next)
+	return verdict(os.Stdout, &h, &next, err, logs), nil
+}
+
+// verdict prints verify's answer: "verified (key N)" and the event's
+// fields, or "not verified: <reason>" and the "hint" of the handler's
+// "webhook rejected" log line when it has one. It returns the exit status.
+func verdict(out io.Writer, h *Handler, next *cliNext, err error, logs *observer.ObservedLogs) int {
 	if next.ran {
 		key := "1"
 		if v, ok := next.repl.GetString(placeholderPrefix + "key"); ok && v != "" {
 			key = v
 		}
-		fmt.Printf("verified (key %s)\n", key)
+		fmt.Fprintf(out, "verified (key %s)\n", key)
 		for _, f := range h.provider.Fields() {
 			if v, _ := next.repl.GetString(placeholderPrefix + f); v != "" {
-				fmt.Printf("%s: %s\n", f, v)
+				fmt.Fprintf(out, "%s: %s\n", f, v)
 			}
 		}
 		if v, _ := next.repl.GetString(placeholderPrefix + "signed_form"); v != "" && v != providers.SignedFormRaw {
-			fmt.Printf("signed_form: %s\n", v)
+			fmt.Fprintf(out, "signed_form: %s\n", v)
 		}
-		return exitOK, nil
+		return exitOK
 	}
 	reason := "refused"
 	if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok && he.Err != nil {
@@ -437,13 +444,13 @@ func cliVerify(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, s
 	} else if err != nil {
 		reason = err.Error()
 	}
-	fmt.Printf("not verified: %s\n", reason)
+	fmt.Fprintf(out, "not verified: %s\n", reason)
 	for _, e := range logs.FilterMessage("webhook rejected").All() {
 		if hint, ok := e.ContextMap()["hint"].(string); ok && hint != "" {
-			fmt.Printf("hint: %s\n", hint)
+			fmt.Fprintf(out, "hint: %s\n", hint)
 		}
 	}
-	return exitNegative, nil
+	return exitNegative
 }
 
 // cliNext is verify's next handler: it records that it ran.
