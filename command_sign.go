@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/textproto"
 	"os"
@@ -261,13 +262,7 @@ func parseHeaders(fl caddycmd.Flags) (http.Header, error) {
 // headerLines prints a header as sorted "Name: value" lines.
 func headerLines(h http.Header) string {
 	var b strings.Builder
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range h {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(h)) {
 		for _, v := range h[k] {
 			b.WriteString(k + ": " + v + "\n")
 		}
