@@ -78,6 +78,9 @@ func cmdWebhookSign(fl caddycmd.Flags, args []string) (int, error) {
 		}
 		return exitCannot, fmt.Errorf("usage: caddy webhook %s takes no argument but flags (caddy help webhook)", verb)
 	}
+	if err := checkVerbFlags(fl, verb); err != nil {
+		return exitCannot, err
+	}
 	provider, err := providerJSON(fl.String("provider"))
 	if err != nil {
 		return exitCannot, err
@@ -105,6 +108,28 @@ func cmdWebhookSign(fl caddycmd.Flags, args []string) (int, error) {
 		return exitOK, err
 	}
 	return cliSend(fl, args[1], d)
+}
+
+// verbFlags are the flags each verb takes; any other flag given is a
+// mistake worth stopping for (a --request-file to sign, say).
+var verbFlags = map[string][]string{
+	"sign":   {"provider", "secret-env", "secret-file", "body-file", "ping", "write-body", "header", "id", "time"},
+	"send":   {"provider", "secret-env", "secret-file", "body-file", "ping", "header", "id", "time", "bearer-env", "basic-env", "insecure", "ca-file", "timeout"},
+	"verify": {"provider", "secret-env", "secret-file", "request-file", "at"},
+}
+
+// checkVerbFlags refuses a flag given to a verb that does not take it.
+func checkVerbFlags(fl caddycmd.Flags, verb string) error {
+	all := []string{"address", "config", "adapter", "state", "limit", "body"} // the queue's
+	for _, names := range verbFlags {
+		all = append(all, names...)
+	}
+	for _, name := range all {
+		if fl.Lookup(name) != nil && fl.Changed(name) && !slices.Contains(verbFlags[verb], name) {
+			return fmt.Errorf("--%s does not apply to caddy webhook %s (it takes --%s)", name, verb, strings.Join(verbFlags[verb], ", --"))
+		}
+	}
+	return nil
 }
 
 // providerJSON reads --provider: a module name, or a JSON object with

@@ -447,6 +447,10 @@ func TestCLIVerify(t *testing.T) {
 		{"sign", "--provider", "discord", "--secret-env", "CLI_VIV_SECRET"}, // an HMAC secret for a key-pair sender
 		{"sign", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--header", "no colon"},
 		{"send", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET"}, // no URL
+		// a flag the verb does not take
+		{"sign", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", good},
+		{"verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", good, "--insecure"},
+		{"verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", good, "--state", "dead"},
 	} {
 		if r := cli(t, args...); r.code != 1 {
 			t.Errorf("caddy webhook %s: exit status %d, want 1\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
