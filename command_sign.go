@@ -400,7 +400,11 @@ func cliVerify(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, s
 		return exitCannot, fmt.Errorf("--request-file %s: the body: %v", file, err)
 	}
 	if rest := raw[len(raw)-br.Buffered()-src.Len():]; len(bytes.TrimSpace(rest)) > 0 {
-		fmt.Fprintf(os.Stderr, "note: %d bytes after the request's body were ignored: the body is what Content-Length (%d) or the chunked encoding says\n", len(rest), r.ContentLength)
+		if r.Header.Get("Content-Length") == "" && len(r.TransferEncoding) == 0 {
+			fmt.Fprintf(os.Stderr, "note: the request has no Content-Length (nor chunked encoding), so its body is empty and the %d bytes after its head are ignored: add Content-Length: <the body's length in bytes>\n", len(rest))
+		} else {
+			fmt.Fprintf(os.Stderr, "note: %d bytes after the request's body were ignored: the body is what Content-Length (%d) or the chunked encoding says\n", len(rest), r.ContentLength)
+		}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.RemoteAddr = "capture"

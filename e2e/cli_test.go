@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,6 +374,13 @@ func TestCLIVerify(t *testing.T) {
 	noSig := bytes.Replace(viv, []byte("X-Vivreal-Signature"), []byte("X-Other-Signature"), 1)
 	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("nosig.http", noSig)).
 		want(t, 2, "not verified: missing signature: no X-Vivreal-Signature header")
+
+	// a hand-made capture without Content-Length: its body is empty, and
+	// the note says why
+	headNoCL, _ := splitRequest(t, viv)
+	headNoCL = regexp.MustCompile(`\r\nContent-Length: \d+`).ReplaceAllString(headNoCL, "")
+	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("nocl.http", append([]byte(headNoCL+"\r\n\r\n"), body...))).
+		want(t, 2, "not verified: no matching signature", "note: the request has no Content-Length")
 
 	// re-encoded: the same event pretty-printed by a proxy
 	pretty := indent(t, body)
