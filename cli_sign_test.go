@@ -390,6 +390,7 @@ func TestSignReproducesVectors(t *testing.T) {
 				continue
 			}
 			matched[f.Sender]++
+			t.Logf("reproduced %s %s", f.Sender, c.Name)
 		}
 	}
 
