@@ -132,3 +132,35 @@ func TestKeySigner(t *testing.T) {
 		t.Error("a bad whsec_ secret was taken")
 	}
 }
+
+// fixedPrivateKeyTexts are the details ParsePrivateKey's errors may add.
+const fixedPrivateKeyTexts = " (the PEM block does not decode) (more than one PEM block) (this is the public key: the handler takes it, signing needs the private one) (not PKCS#8 or SEC1 DER) (an ECDSA key on P-384, not P-256) (a RSA key: the senders sign with Ed25519 or ECDSA P-256) (the PEM block is a "
+
+// FuzzParsePrivateKey: any text is a key or ErrNotPrivateKey, never a
+// panic, and an error never repeats what it was given.
+func FuzzParsePrivateKey(f *testing.F) {
+	f.Add("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+	f.Add("MHcCAQEEIEQmZgBEh9DcU9zMl34czK3xov4AYvm9P3r7rNB2dNXtoAoGCCqGSM49AwEHoUQDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA==")
+	f.Add("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n")
+	f.Add("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := providers.ParsePrivateKey(s)
+		if err != nil {
+			if !errors.Is(err, providers.ErrNotPrivateKey) {
+				t.Fatalf("error %v is not ErrNotPrivateKey", err)
+			}
+			// the detail after the fixed sentence, unless the input is
+			// itself a piece of the fixed details
+			detail := strings.TrimPrefix(err.Error(), providers.ErrNotPrivateKey.Error())
+			if v := strings.TrimSpace(s); len(v) >= 8 && strings.Contains(detail, v) && !strings.Contains(fixedPrivateKeyTexts, v) {
+				t.Fatalf("the error repeats the input")
+			}
+			return
+		}
+		switch k.(type) {
+		case ed25519.PrivateKey, *ecdsa.PrivateKey:
+		default:
+			t.Fatalf("a %T key", k)
+		}
+	})
+}
