@@ -18,10 +18,43 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "queue list|events|show|replay|discard|pause|resume|backup [<queue>] [<id>|<file>]",
-		Short: "Inspects and operates the webhook_verify store-and-forward queues",
+		Usage: "sign|send <url>|verify|queue ... [--provider <name>|<json>] [--secret-env <VAR>|--secret-file <file>]",
+		Short: "Signs, sends and verifies webhook deliveries; operates the webhook_verify queues",
 		Long: `
-Talks to the running Caddy's admin API (/webhook_verify/ routes):
+Signing and checking deliveries, for any sender webhook_verify knows
+(every provider module, hmac included):
+
+  caddy webhook sign   --provider <p> --secret-env VAR [--body-file F | --ping]
+        prints the headers the sender would send (Name: value lines;
+        curl -H @file takes them); --write-body F saves the signed body
+  caddy webhook send <url> --provider <p> --secret-env VAR [--body-file F]
+        signs a delivery (the sender's realistic test event, or the body of
+        F), POSTs it, and prints the answer's status line and body
+  caddy webhook verify --provider <p> --secret-env VAR --request-file F [--at T]
+        reads a captured raw HTTP/1.x request (Content-Length or chunked)
+        and runs it through a real webhook_verify handler: prints
+        "verified (key N)" or "not verified: <reason>", and a "hint:" line
+        when the handler has one
+
+--provider is a module name (github, stripe, ...) or the provider's JSON
+object ('{"name":"stripe","tolerance":"10m"}', an hmac configuration).
+Secrets come only from --secret-env VAR (an environment variable's name) or
+--secret-file F (one trailing newline trimmed), never from an argument. For
+senders that sign with a key pair (discord, sendgrid, hmac ed25519 or
+ecdsa-p256), sign and send take the PRIVATE key (Ed25519: PKCS#8 PEM or its
+32-byte seed in hex or base64; ECDSA P-256: PKCS#8 or SEC1 PEM) and verify
+the public key the handler takes. send's endpoint credentials:
+--bearer-env VAR, --basic-env VAR (user:password); other headers:
+--header 'Name: value' (repeatable); TLS: --insecure or --ca-file F.
+--id and --time (RFC 3339 or unix seconds) pin the event id and the signing
+time; --at is verify's clock.
+
+Exit status of sign, send and verify: 0 signed, sent with a 2xx answer,
+or verified; 1 the command could not run (usage, a missing secret, an
+unreadable file, a connection that failed); 2 a negative answer (send: the
+answer was not 2xx; verify: the request does not verify).
+
+The queues, through the running Caddy's admin API (/webhook_verify/ routes):
 
   caddy webhook queue list                       the queues, with counts by state
   caddy webhook queue events <queue> [--state dead] [--limit n]
@@ -40,15 +73,29 @@ Talks to the running Caddy's admin API (/webhook_verify/ routes):
 			cmd.Flags().String("state", "", "events: only this state (pending, in_flight, delivered, dead)")
 			cmd.Flags().Int("limit", 100, "events: at most this many")
 			cmd.Flags().Bool("body", false, "show: print the body too")
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdWebhook)
+			signFlags(cmd)
+			run := caddycmd.WrapCommandFuncForCobra(cmdWebhook)
+			cmd.RunE = func(c *cobra.Command, args []string) error {
+				// the flags are parsed (cobra prints their errors); from
+				// here on an error is logged by run, and exit status 2 is
+				// the verdict printed, not an error to print again
+				c.SilenceErrors = true
+				return run(c, args)
+			}
 		},
 	})
 }
 
 func cmdWebhook(fl caddycmd.Flags) (int, error) {
 	args := fl.Args()
+	if len(args) > 0 {
+		switch args[0] {
+		case "sign", "send", "verify":
+			return cmdWebhookSign(fl, args)
+		}
+	}
 	if len(args) < 2 || args[0] != "queue" {
-		return caddy1(fmt.Errorf("usage: caddy webhook queue list|events|show|replay|discard|pause|resume [<queue>] [<id>]"))
+		return caddy1(fmt.Errorf("usage: caddy webhook queue list|events|show|replay|discard|pause|resume|backup [<queue>] [<id>|<file>], or caddy webhook sign|send <url>|verify (caddy help webhook)"))
 	}
 	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
 	if err != nil {

@@ -3,7 +3,9 @@ package providers
 import (
 	"crypto"
 	"crypto/ed25519"
+	"encoding/hex"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -106,3 +108,27 @@ var (
 	_ CaddyfileOption  = (*Discord)(nil)
 	_ caddy.Validator  = (*Discord)(nil)
 )
+
+// Sign sends X-Signature-Timestamp and X-Signature-Ed25519, the hex
+// Ed25519 signature of "<timestamp><body>" under the application's private
+// key.
+func (Discord) Sign(req SignRequest) (http.Header, error) {
+	ts := unixText(req.Time)
+	sig, err := signOnce(req, SchemeEd25519, 0, []byte(ts), nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{DiscordTimestampHeader: {ts}, DiscordSignatureHeader: {hex.EncodeToString(sig)}}, nil
+}
+
+// Ping is the PING interaction ({"type":1,...}) Discord sends to check an
+// interactions endpoint; its id a snowflake of now unless given.
+func (Discord) Ping(now time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, func() string {
+		const discordEpochMs = 1420070400000
+		return strconv.FormatInt((now.UnixMilli()-discordEpochMs)<<22, 10)
+	})
+	body := `{"app_permissions":"562949953601536","application_id":"1234567890123456789","id":` + jsonQuote(id) +
+		`,"token":"aW50ZXJhY3Rpb246dGVzdDp0b2tlbg","type":1,"user":{"id":"53908232506183680","username":"test"},"version":1}`
+	return []byte(body), jsonHeader("User-Agent", "Discord-Interactions/1.0 (+https://discord.com)")
+}

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"crypto"
+	"encoding/hex"
 	"net/http"
 	"time"
 
@@ -53,3 +54,22 @@ func (GitHub) Describe(h http.Header, _ []byte, vals []string) {
 
 // Interface guards
 var _ Provider = (*GitHub)(nil)
+
+// Sign sends "X-Hub-Signature-256: sha256=<hex>".
+func (GitHub) Sign(req SignRequest) (http.Header, error) {
+	mac, err := signOnce(req, SchemeHMAC, crypto.SHA256, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{GitHubSignatureHeader: {"sha256=" + hex.EncodeToString(mac)}}, nil
+}
+
+// Ping is the ping event GitHub sends when a webhook is created, with its
+// X-GitHub-Event: ping and a delivery GUID.
+func (GitHub) Ping(_ time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, NewUUID)
+	body := `{"zen":"Design for failure.","hook_id":123456789,"hook":{"type":"Repository","id":123456789,"name":"web","active":true,` +
+		`"events":["push"],"config":{"content_type":"json","insecure_ssl":"0","url":"https://example.com/webhooks/github"}}}`
+	return []byte(body), jsonHeader("X-GitHub-Event", "ping", "X-GitHub-Delivery", id,
+		"X-GitHub-Hook-Id", "123456789", "User-Agent", "GitHub-Hookshot/caddy-webhook-send")
+}

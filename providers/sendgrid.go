@@ -2,6 +2,7 @@ package providers
 
 import (
 	"crypto"
+	"encoding/base64"
 	"net/http"
 	"time"
 
@@ -99,3 +100,28 @@ var (
 	_ CaddyfileOption  = (*SendGrid)(nil)
 	_ caddy.Validator  = (*SendGrid)(nil)
 )
+
+// Sign sends X-Twilio-Email-Event-Webhook-Timestamp and
+// X-Twilio-Email-Event-Webhook-Signature, the base64 of the ASN.1 DER ECDSA
+// P-256 signature of SHA-256("<timestamp><body>"), under the private key
+// of the verification key.
+func (SendGrid) Sign(req SignRequest) (http.Header, error) {
+	ts := unixText(req.Time)
+	sig, err := signOnce(req, SchemeECDSAP256SHA256, 0, []byte(ts), nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{SendGridTimestampHeader: {ts}, SendGridSignatureHeader: {base64.StdEncoding.EncodeToString(sig)}}, nil
+}
+
+// Ping is a batch of two events, as the Event Webhook's "Test Your
+// Integration" sends; id is the first event's sg_event_id.
+func (SendGrid) Ping(now time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, func() string { return NewID("sg_test_") })
+	ts := unixText(now)
+	body := `[{"email":"example@test.com","timestamp":` + ts + `,"smtp-id":"\u003c14c5d75ce93.dfd.64b469@ismtpd-555\u003e",` +
+		`"event":"processed","category":["cat facts"],"sg_event_id":` + jsonQuote(id) + `,"sg_message_id":"14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"},` +
+		`{"email":"example@test.com","timestamp":` + ts + `,"smtp-id":"\u003c14c5d75ce93.dfd.64b469@ismtpd-555\u003e",` +
+		`"event":"delivered","category":["cat facts"],"sg_event_id":` + jsonQuote(id+"_2") + `,"sg_message_id":"14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0","response":"250 OK"}]`
+	return []byte(body), jsonHeader("User-Agent", "SendGrid Event API")
+}

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"crypto"
+	"encoding/base64"
 	"net/http"
 	"time"
 
@@ -53,3 +54,24 @@ func (Shopify) Describe(h http.Header, _ []byte, vals []string) {
 
 // Interface guards
 var _ Provider = (*Shopify)(nil)
+
+// Sign sends "X-Shopify-Hmac-Sha256: <base64>".
+func (Shopify) Sign(req SignRequest) (http.Header, error) {
+	mac, err := signOnce(req, SchemeHMAC, crypto.SHA256, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{ShopifySignatureHeader: {base64.StdEncoding.EncodeToString(mac)}}, nil
+}
+
+// Ping is a test orders/create notification (what the admin's "Send test
+// notification" sends), with Shopify's topic, webhook id and shop headers.
+func (Shopify) Ping(now time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, NewUUID)
+	body := `{"id":820982911946154508,"admin_graphql_api_id":"gid://shopify/Order/820982911946154508","email":"jon@example.com",` +
+		`"created_at":"` + now.UTC().Format(time.RFC3339) + `","currency":"USD","total_price":"598.94","test":true,` +
+		`"line_items":[{"id":466157049,"title":"IPod Nano - 8gb","quantity":1}]}`
+	return []byte(body), jsonHeader("X-Shopify-Topic", "orders/create", "X-Shopify-Webhook-Id", id,
+		"X-Shopify-Shop-Domain", "example.myshopify.com", "X-Shopify-Api-Version", "2024-07",
+		"X-Shopify-Triggered-At", now.UTC().Format(time.RFC3339Nano))
+}

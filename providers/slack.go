@@ -3,6 +3,7 @@ package providers
 import (
 	"crypto"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strings"
@@ -99,3 +100,23 @@ var (
 	_ CaddyfileOption = (*Slack)(nil)
 	_ caddy.Validator = (*Slack)(nil)
 )
+
+// Sign sends X-Slack-Request-Timestamp and "X-Slack-Signature:
+// v0=<hex>", the HMAC-SHA256 of "v0:<timestamp>:<body>".
+func (Slack) Sign(req SignRequest) (http.Header, error) {
+	ts := unixText(req.Time)
+	mac, err := signOnce(req, SchemeHMAC, crypto.SHA256, []byte("v0:"+ts+":"), nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{SlackTimestampHeader: {ts}, SlackSignatureHeader: {"v0=" + hex.EncodeToString(mac)}}, nil
+}
+
+// Ping is the url_verification request Slack sends when an Events API URL
+// is set; id, when given, is its challenge (Slack's requests carry no
+// event id).
+func (Slack) Ping(_ time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, func() string { return NewID("") })
+	body := `{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":` + jsonQuote(id) + `,"type":"url_verification"}`
+	return []byte(body), jsonHeader("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)")
+}

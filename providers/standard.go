@@ -169,3 +169,31 @@ var (
 	_ CaddyfileOption = (*Standard)(nil)
 	_ caddy.Validator = (*Standard)(nil)
 )
+
+// Sign sends webhook-id (req.ID, else the request's webhook-id or
+// svix-id header, else a fresh msg_ id), webhook-timestamp and
+// "webhook-signature: v1,<base64>", the HMAC-SHA256 of
+// "<id>.<timestamp>.<body>" under the decoded whsec_ secret.
+func (Standard) Sign(req SignRequest) (http.Header, error) {
+	names := standardHeaders(req.Header)
+	id := req.ID
+	if id == "" {
+		id = textproto.TrimString(req.Header.Get(names[0]))
+	}
+	id = orID(id, func() string { return NewID("msg_") })
+	ts := unixText(req.Time)
+	mac, err := signOnce(req, SchemeHMAC, crypto.SHA256, []byte(id+"."+ts+"."), nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{names[0]: {id}, names[1]: {ts}, names[2]: {"v1," + base64.StdEncoding.EncodeToString(mac)}}, nil
+}
+
+// Ping is a test event in the payload structure the specification
+// recommends ({"type", "timestamp", "data"}), with its webhook-id.
+func (Standard) Ping(now time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, func() string { return NewID("msg_") })
+	body := `{"type":"webhook.test","timestamp":"` + now.UTC().Format("2006-01-02T15:04:05.000Z") +
+		`","data":{"message":"Test delivery from caddy webhook send"}}`
+	return []byte(body), jsonHeader(StandardHeaders[0], id)
+}

@@ -3,6 +3,7 @@ package providers
 import (
 	"crypto"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -117,3 +118,26 @@ var (
 	_ CaddyfileOption = (*Stripe)(nil)
 	_ caddy.Validator = (*Stripe)(nil)
 )
+
+// Sign sends "Stripe-Signature: t=<unix seconds>,v1=<hex>", the
+// HMAC-SHA256 of "<t>.<body>" under the whole whsec_ secret.
+func (Stripe) Sign(req SignRequest) (http.Header, error) {
+	ts := unixText(req.Time)
+	mac, err := signOnce(req, SchemeHMAC, crypto.SHA256, []byte(ts+"."), nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{StripeSignatureHeader: {"t=" + ts + ",v1=" + hex.EncodeToString(mac)}}, nil
+}
+
+// Ping is a small test-mode event object, as `stripe trigger` sends one.
+func (Stripe) Ping(now time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, func() string { return NewID("evt_test_") })
+	created := unixText(now)
+	body := `{"id":` + jsonQuote(id) + `,"object":"event","api_version":"2024-06-20","created":` + created +
+		`,"data":{"object":{"id":"pi_test_0000000000000000","object":"payment_intent","amount":2000,"currency":"usd","status":"succeeded"}},` +
+		`"livemode":false,"pending_webhooks":1,"request":{"id":null,"idempotency_key":null},"type":"payment_intent.succeeded"}`
+	h := jsonHeader("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	return []byte(body), h
+}

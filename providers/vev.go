@@ -2,6 +2,7 @@ package providers
 
 import (
 	"crypto"
+	"encoding/hex"
 	"net/http"
 	"time"
 
@@ -67,3 +68,18 @@ var (
 	_ CaddyfileOption      = (*Vev)(nil)
 	_ CaddyfileOptionNamer = (*Vev)(nil)
 )
+
+// Sign sends "X-Vev-Signature: sha512=<hex>", the HMAC-SHA512 of the body.
+func (Vev) Sign(req SignRequest) (http.Header, error) {
+	mac, err := signOnce(req, SchemeHMAC, crypto.SHA512, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{VevSignatureHeader: {"sha512=" + hex.EncodeToString(mac)}}, nil
+}
+
+// Ping is Vev's PING event (what its dashboard's "Ping" button sends).
+func (Vev) Ping(_ time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, func() string { return NewID("evt_ping_") })
+	return []byte(`{"id":` + jsonQuote(id) + `,"hosting":"hst_test","event":"PING","payload":{}}`), jsonHeader()
+}

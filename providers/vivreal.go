@@ -2,6 +2,7 @@ package providers
 
 import (
 	"crypto"
+	"encoding/hex"
 	"net/http"
 	"time"
 
@@ -52,3 +53,23 @@ func (Vivreal) Describe(_ http.Header, body []byte, vals []string) {
 
 // Interface guards
 var _ Provider = (*Vivreal)(nil)
+
+// Sign sends the lowercase hex HMAC-SHA256 of the body in
+// X-Vivreal-Signature, bare, as Vivreal's documentation first shows it.
+func (Vivreal) Sign(req SignRequest) (http.Header, error) {
+	mac, err := signOnce(req, SchemeHMAC, crypto.SHA256, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.Header{VivrealSignatureHeader: {hex.EncodeToString(mac)}}, nil
+}
+
+// Ping is a collection.object.created event of a test object, with the
+// event type in X-Vivreal-Event as Vivreal sends it.
+func (Vivreal) Ping(now time.Time, id string) ([]byte, http.Header) {
+	id = orID(id, func() string { return NewID("evt_test_") })
+	const event = "collection.object.created"
+	body := `{"id":` + jsonQuote(id) + `,"event":"` + event + `","timestamp":"` + now.UTC().Format("2006-01-02T15:04:05.000Z") +
+		`","data":{"collectionId":"col_test","objectId":"obj_test","title":"Test delivery"}}`
+	return []byte(body), jsonHeader("X-Vivreal-Event", event)
+}
