@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -370,6 +371,23 @@ func TestCLIVerify(t *testing.T) {
 	forged := bytes.Replace(body, []byte("Test delivery"), []byte("Test deliverY"), 1)
 	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("forged.http", withBody(t, viv, forged))).
 		want(t, 2, "not verified: no matching signature")
+	// the diagnostic hints of the handler's log line: a plain forgery has
+	// none; a newline added after signing, and a signature sent as
+	// base64, are named
+	nl := cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("newline.http", withBody(t, viv, append(append([]byte(nil), body...), '\n'))))
+	nl.want(t, 2, "not verified: no matching signature", "hint: the signature matches the body without its trailing newline")
+	sigLine := regexp.MustCompile(`X-Vivreal-Signature: (sha256=)?([0-9a-f]{64})`).FindSubmatch(viv)
+	if sigLine == nil {
+		t.Fatalf("no hex signature in the capture:\n%s", viv)
+	}
+	mac, _ := hex.DecodeString(string(sigLine[2]))
+	b64 := bytes.Replace(viv, sigLine[2], []byte(base64.StdEncoding.EncodeToString(mac)), 1)
+	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("base64.http", b64)).
+		want(t, 2, "not verified: malformed signature", "hint: the signature is base64 where this sender's are hex")
+	if r := cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_WRONG_SECRET", "--request-file", good); strings.Contains(r.stdout+r.stderr, "hint:") {
+		t.Errorf("a plain wrong secret got a hint:\n%s", r.stdout)
+	}
+
 	// no signature at all
 	noSig := bytes.Replace(viv, []byte("X-Vivreal-Signature"), []byte("X-Other-Signature"), 1)
 	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("nosig.http", noSig)).

@@ -172,7 +172,8 @@ func ParseHexSignature(hdr http.Header, name, algo string, h crypto.Hash, prefix
 	}
 	if a, hexSig, ok := strings.Cut(v, "="); ok {
 		if !EqualFoldASCII(a, algo) {
-			return Signed{}, fmt.Errorf("%w: algorithm is not %s", ErrMalformedSignature, algo)
+			// bare base64 with its padding is no algorithm: say so
+			return Signed{}, misencodedHex(v, h.Size(), fmt.Errorf("%w: algorithm is not %s", ErrMalformedSignature, algo))
 		}
 		v = hexSig
 	} else if prefixRequired {

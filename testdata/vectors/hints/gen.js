@@ -113,6 +113,9 @@ const add = (c) => cases.push(c);
   add({ name: 'vivreal-newline', source: 'signed without the newline a shell added to the body', provider: { name: 'vivreal' }, secrets: [secret],
     headers: { 'X-Vivreal-Signature': ['sha256=' + mac('sha256', secret, body).toString('hex')] }, body: body + '\n',
     want: 'bad_signature', hint: 'without its trailing newline' });
+  add({ name: 'vivreal-bare-base64', source: 'a bare base64 signature (its padding reads as sha256=\'s "=")', provider: { name: 'vivreal' }, secrets: [secret],
+    headers: { 'X-Vivreal-Signature': [mac('sha256', secret, body).toString('base64')] }, body,
+    want: 'malformed_signature', hint: 'the signature is base64 where this sender\'s are hex' });
   add({ name: 'vivreal-crlf', source: 'the same with CRLF', provider: { name: 'vivreal' }, secrets: [secret],
     headers: { 'X-Vivreal-Signature': ['sha256=' + mac('sha256', secret, body).toString('hex')] }, body: body + '\r\n',
     want: 'bad_signature', hint: 'without its trailing newline' });
