@@ -117,18 +117,27 @@ func (h *Handler) verifyAlternate(r *http.Request, signed providers.Signed, body
 		Release: func(n int) { body.unreserve(int64(n)) },
 		Limit:   int(h.MaxBodySize),
 	}
+	// the text is built only once its MAC matched (a forgery costs no text)
+	key, matched := -1, false
+	opt.Match = func() bool {
+		set.Write(signed.Suffix)
+		var err error
+		key, err = matchMACs(macs, signed.Signatures)
+		matched = true
+		return err == nil
+	}
 	text, form, err := af.SignedText(r.Header, raw, opt)
 	switch {
 	case errors.Is(err, providers.ErrNoAlternate):
 		return -1, rawErr
 	case errors.Is(err, providers.ErrAlternateBudget):
 		return -1, ErrOverBudget
+	case errors.Is(err, providers.ErrAlternateNoMatch):
+		return -1, fmt.Errorf("%w (nor over its %s form)", rawErr, form)
 	case err != nil:
 		return -1, fmt.Errorf("%w (%w)", rawErr, err)
 	}
-	set.Write(signed.Suffix)
-	key, err := matchMACs(macs, signed.Signatures)
-	if err != nil {
+	if !matched && !opt.Match() { // a form that does not call Match
 		opt.Free(text)
 		return -1, fmt.Errorf("%w (nor over its %s form)", rawErr, form)
 	}

@@ -124,6 +124,26 @@ func TestSignedFormBudget(t *testing.T) {
 	sfWaitUnreserved(t, h)
 }
 
+// A forgery's stringify form is only written to the MACs, never built: a
+// budget that holds the raw body (and the small staging buffer) but not
+// the text refuses the forgery as any (401), where the genuine request,
+// whose text is built once its MAC matched, gets the 503.
+func TestSignedFormForgeryNoText(t *testing.T) {
+	body := strings.Repeat(" ", 3000) + sfPretty // raw 3,085 bytes; text in a 4 KiB buffer
+	h := sfProvision(t, `, "max_inflight_bytes": 7000`)
+	err := h.ServeHTTP(httptest.NewRecorder(), sfRequest(context.Background(), body, sfCompact+" "), &hRecorder{})
+	if got := hStatus(t, err); got != http.StatusUnauthorized || sfReason(err) != "no matching signature (nor over its stringify form)" {
+		t.Fatalf("forgery: status %d (%v), want 401 nor over its stringify form", got, err)
+	}
+	err = h.ServeHTTP(httptest.NewRecorder(), sfRequest(context.Background(), body, sfCompact), &hRecorder{})
+	if got := hStatus(t, err); got != http.StatusServiceUnavailable || !errors.Is(err, ErrOverBudget) {
+		t.Fatalf("genuine: status %d (%v), want 503 over budget", got, err)
+	}
+	if n := h.inflight.Load(); n != 0 {
+		t.Fatalf("%d bytes left reserved", n)
+	}
+}
+
 // Refusals: the reason says why the stringify form did not verify; a text
 // over max_body_size is refused; without the option the reason is as for
 // any sender.

@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"net/http"
@@ -86,13 +87,25 @@ func StringifyBodies(tb testing.TB) []struct {
 
 type resetMAC struct{ hash.Hash }
 
+// discardMAC takes the text and does nothing with it: the transform of a
+// forgery without the hashing.
+type discardMAC struct{}
+
+func (discardMAC) Write(p []byte) (int, error) { return len(p), nil }
+func (discardMAC) Reset()                      {}
+
+// forged is TextOptions.Match for a forgery: the MAC never matches.
+func forged() bool { return false }
+
 // BenchmarkStringify is the fallback's cost on 5 MiB bodies, beside one
 // HMAC-SHA512 of 5 MiB in the same run:
 //   - hmac: the HMAC-SHA512 of the 5 MiB PUBLISH, the unit of the ratios;
-//   - <body>/transform: Stringify alone, the text built, no MAC;
-//   - <body>/fallback: what a request pays after its raw MAC failed, the
-//     transform feeding the HMAC (nothing is hashed when the text equals
-//     the body: "compact").
+//   - <body>/transform: Stringify alone, the text built, no MAC (what a
+//     matching request's second pass costs);
+//   - <body>/fallback: what a forgery pays after its raw MAC failed, the
+//     transform writing the text to the HMAC without building it, then
+//     Match saying no (nothing is hashed when the text equals the body:
+//     "compact").
 func BenchmarkStringify(b *testing.B) {
 	bodies := StringifyBodies(b)
 	b.Run("hmac", func(b *testing.B) {
@@ -130,7 +143,7 @@ func BenchmarkStringify(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				m.Reset()
-				if _, _, err := providers.Stringify(c.Body, providers.TextOptions{Alloc: alloc, MAC: m}); err != nil {
+				if _, _, err := providers.Stringify(c.Body, providers.TextOptions{Alloc: alloc, MAC: m, Match: forged}); err != nil && !errors.Is(err, providers.ErrStringifyNoMatch) {
 					b.Fatal(err)
 				}
 				m.Sum(sum[:0])
@@ -210,17 +223,27 @@ func BenchmarkVerifyStringify(b *testing.B) {
 
 // BenchmarkStringifyRatio measures the same as BenchmarkStringify, but
 // alternates, in each iteration, one HMAC-SHA512 of the 5 MiB PUBLISH
-// ("compact") with one transform (and one fallback: the transform feeding
-// the HMAC) of the body, and reports their ratios: on a shared, noisy
-// machine both see the same load, so the ratio holds where the absolute
-// times do not.
-//   - x-hmac: the transform alone / one HMAC-SHA512 of 5 MiB
-//   - fallback-x-hmac: the fallback (transform + its HMAC) / the same HMAC
+// ("compact") with the transforms of the body, and reports their ratios:
+// on a shared, noisy machine they all see the same load, so the ratio
+// holds where the absolute times do not.
+//   - x-hmac: the transform building the text, no MAC (a matching
+//     request's second pass) / one HMAC-SHA512 of 5 MiB;
+//   - forged-x-hmac: the transform of a forgery: the text written, not
+//     built, to a MAC that discards it (no hashing) / the same HMAC;
+//   - fallback-x-hmac: what a forgery pays, the same writing to the HMAC,
+//     then Match saying no / the same HMAC.
+//
+// Each is reported twice: from the wall clock, and (-cpu, on Linux) from
+// the CPU time of the thread the benchmark is locked to, which leaves out
+// the time a phase waited for a core: on a loaded machine the wall-clock
+// ratios spread, the CPU-time ones hardly.
 func BenchmarkStringifyRatio(b *testing.B) {
 	bodies := StringifyBodies(b)
 	unit := bodies[0].Body
 	for _, c := range bodies {
 		b.Run(c.Name, func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
 			buf := make([]byte, 0, 2*len(c.Body))
 			alloc := func(n int) []byte {
 				if n <= cap(buf) {
@@ -230,29 +253,48 @@ func BenchmarkStringifyRatio(b *testing.B) {
 			}
 			m := resetMAC{hmac.New(sha512.New, []byte(secret))}
 			var sum [64]byte
-			var th, tt, tf time.Duration
+			// wall and CPU time of the phases: hmac, text, forged, fallback
+			var wall, cpu [4]time.Duration
+			var w0, c0 time.Duration
+			start := time.Now()
+			lap := func(k int) {
+				w, c := time.Since(start), threadCPU()
+				if k >= 0 {
+					wall[k] += w - w0
+					cpu[k] += c - c0
+				}
+				w0, c0 = w, c
+			}
 			for b.Loop() {
-				t0 := time.Now()
+				lap(-1)
 				m.Reset()
 				m.Write(unit)
 				m.Sum(sum[:0])
-				t1 := time.Now()
+				lap(0)
 				if _, _, err := providers.Stringify(c.Body, providers.TextOptions{Alloc: alloc}); err != nil {
 					b.Fatal(err)
 				}
-				t2 := time.Now()
+				lap(1)
+				if _, _, err := providers.Stringify(c.Body, providers.TextOptions{Alloc: alloc, MAC: discardMAC{}, Match: forged}); err != nil && !errors.Is(err, providers.ErrStringifyNoMatch) {
+					b.Fatal(err)
+				}
+				lap(2)
 				m.Reset()
-				if _, _, err := providers.Stringify(c.Body, providers.TextOptions{Alloc: alloc, MAC: m}); err != nil {
+				if _, _, err := providers.Stringify(c.Body, providers.TextOptions{Alloc: alloc, MAC: m, Match: forged}); err != nil && !errors.Is(err, providers.ErrStringifyNoMatch) {
 					b.Fatal(err)
 				}
 				m.Sum(sum[:0])
-				t3 := time.Now()
-				th += t1.Sub(t0)
-				tt += t2.Sub(t1)
-				tf += t3.Sub(t2)
+				lap(3)
 			}
-			b.ReportMetric(float64(tt)/float64(th), "x-hmac")
-			b.ReportMetric(float64(tf)/float64(th), "fallback-x-hmac")
+			for k, name := range []string{"", "x-hmac", "forged-x-hmac", "fallback-x-hmac"} {
+				if k == 0 {
+					continue
+				}
+				b.ReportMetric(float64(wall[k])/float64(wall[0]), name)
+				if cpu[0] > 0 {
+					b.ReportMetric(float64(cpu[k])/float64(cpu[0]), name+"-cpu")
+				}
+			}
 		})
 	}
 }

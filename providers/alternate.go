@@ -24,7 +24,8 @@ import (
 // headers or body rule it out, or the text equals the raw body, whose MAC
 // failed already): the request is refused. ErrAlternateBudget means the
 // handler's memory budget ran out (opt.Alloc returned nil or opt.Reserve
-// false).
+// false). With opt.Match, ErrAlternateNoMatch means the form was computed
+// and its MAC did not match; form is set then.
 type AlternateForm interface {
 	SignedText(h http.Header, body []byte, opt TextOptions) (text []byte, form string, err error)
 }
@@ -44,6 +45,9 @@ var (
 	// ErrAlternateBudget: TextOptions.Alloc refused a buffer or
 	// TextOptions.Reserve refused working memory.
 	ErrAlternateBudget = ErrStringifyBudget
+	// ErrAlternateNoMatch: TextOptions.Match said the form's MAC did not
+	// match.
+	ErrAlternateNoMatch = ErrStringifyNoMatch
 )
 
 // ResettableWriter is a MAC that an alternate form is written to: Reset
@@ -61,6 +65,17 @@ type TextOptions struct {
 	// first byte that differs from the body. When the text equals the body
 	// nothing at all is written to it.
 	MAC ResettableWriter
+
+	// Match, if not nil (with MAC), is called once the whole text has been
+	// written to MAC, unless the text equals the body; it finishes the MAC
+	// and reports whether it matched. The text is then built only when it
+	// did: a first pass writes the text to MAC without building it (no
+	// text buffer for a forgery), a second one builds it, with nothing
+	// more written to MAC. When Match returns false, no text is returned
+	// and the error is ErrAlternateNoMatch. (A body whose objects must be
+	// reordered, or one with a key the transform changes, is built in the
+	// first pass, as without Match; only the time differs.)
+	Match func() bool
 
 	// Alloc, if not nil, returns an empty buffer with room for at least n
 	// bytes, or nil when no memory budget is left; Free takes back a

@@ -2,10 +2,15 @@ package providers
 
 // SetFeedChunk makes Stringify hash its text n bytes at a time (tests of
 // the held-back and restarted MAC on small bodies); it returns the undo.
+//
+// It also sets how the MAC alone (TextOptions.Match) stages what it
+// writes: spans from min(n, 1 KiB) bytes on are written directly, shorter
+// ones gathered in a buffer of min(8 KiB, 2n+16) bytes.
 func SetFeedChunk(n int) (undo func()) {
-	old := feedChunk
+	old, oldSize, oldDirect := feedChunk, stageSize, stageDirect
 	feedChunk = n
-	return func() { feedChunk = old }
+	stageDirect, stageSize = min(n, 1<<10), min(8<<10, 2*n+16)
+	return func() { feedChunk, stageSize, stageDirect = old, oldSize, oldDirect }
 }
 
 // RepeatedPending calls repeated on the second key of {"k1":1,"k1":2} in a

@@ -44,6 +44,8 @@ import (
 // buffer when it closes; the bytes from its start are held back from the MAC
 // until then (or, if they were written already, the MAC is reset and fed the
 // whole text at the end: at most twice the text's length is hashed).
+// With TextOptions.Match, a first pass only writes the text to the MAC,
+// and the text is built only if it matched (see "The MAC alone" below).
 //
 // Besides the text, it keeps a 16-byte record of each member of the open
 // objects, a hash table of the keys of an object past 8 keys (no key is
@@ -77,11 +79,16 @@ var (
 	// ErrStringifyBudget: TextOptions.Alloc refused a buffer, or
 	// TextOptions.Reserve refused working memory.
 	ErrStringifyBudget = errors.New("no memory budget left for the stringify form")
+	// ErrStringifyNoMatch: TextOptions.Match said the MAC did not match
+	// (no text is returned).
+	ErrStringifyNoMatch = errors.New("the MAC of the stringify form does not match")
 )
 
 // Stringify returns JSON.stringify(JSON.parse(body)) as Node produces it
 // (see above). same reports that the text equals body: then text is body
-// itself (no copy is made) and nothing was written to opt.MAC.
+// itself (no copy is made) and nothing was written to opt.MAC. With
+// opt.Match (and opt.MAC), the text is built only when Match reported a
+// match; else the error is ErrStringifyNoMatch.
 func Stringify(body []byte, opt TextOptions) (text []byte, same bool, err error) {
 	// output offsets are kept in int32s
 	if len(body) > math.MaxInt32 {
@@ -90,6 +97,37 @@ func Stringify(body []byte, opt TextOptions) (text []byte, same bool, err error)
 	if opt.Limit <= 0 || opt.Limit > math.MaxInt32 {
 		opt.Limit = math.MaxInt32
 	}
+	if opt.MAC == nil || opt.Match == nil {
+		return build(body, opt)
+	}
+	// first the MAC alone; the text only if it matched
+	same, err = hashOnly(body, opt)
+	switch {
+	case errors.Is(err, errRebuild):
+		opt.MAC.Reset()
+		if text, same, err = build(body, opt); err != nil || same {
+			return text, same, err
+		}
+		if !opt.Match() {
+			if opt.Free != nil {
+				opt.Free(text)
+			}
+			return nil, false, ErrStringifyNoMatch
+		}
+		return text, false, nil
+	case err != nil:
+		return nil, false, err
+	case same:
+		return body, true, nil
+	case !opt.Match():
+		return nil, false, ErrStringifyNoMatch
+	}
+	opt.MAC = nil
+	return build(body, opt)
+}
+
+// build makes the text in a buffer (Stringify without Match).
+func build(body []byte, opt TextOptions) (text []byte, same bool, err error) {
 	s := &stringifier{raw: body, opt: opt, clean: true, hold: -1}
 	s.frames, s.members = s.frameBuf[:0], s.memberBuf[:0]
 	err = s.run()
@@ -115,6 +153,115 @@ func Stringify(body []byte, opt TextOptions) (text []byte, same bool, err error)
 	return s.out, false, nil
 }
 
+// The MAC alone.
+//
+// With a Match, the text is first only written to the MAC, never built:
+// the spans of the body it keeps are written from the body itself (short
+// ones, and the bytes that replace others, gathered in a small staging
+// buffer first), so a forgery costs the scan and the MAC but no text
+// buffer. Member keys are then read from the body (their output offsets
+// are their body offsets). An object whose keys must be reordered, or a
+// key whose text is not its bytes in the body (an escape or invalid UTF-8
+// changed), needs the text: the first pass gives up (errRebuild) and the
+// text is built with the MAC fed, as without Match.
+
+// errRebuild: the MAC alone cannot do this body.
+var errRebuild = errors.New("rebuild")
+
+// stageSize is the staging buffer of the MAC alone (charged as working
+// memory; no larger than the body); spans of at least stageDirect bytes
+// are written to the MAC from the body directly. (Variables for the
+// tests.)
+var (
+	stageSize   = 8 << 10
+	stageDirect = 1 << 10
+)
+
+// hashOnly writes the text to opt.MAC without building it. same reports
+// that the text equals body (nothing was written).
+func hashOnly(body []byte, opt TextOptions) (same bool, err error) {
+	s := &stringifier{raw: body, opt: opt, clean: true, hold: -1, hash: true}
+	s.frames, s.members = s.frameBuf[:0], s.memberBuf[:0]
+	err = s.run()
+	if s.charged > 0 && opt.Release != nil {
+		opt.Release(s.charged)
+	}
+	if err != nil {
+		return false, err
+	}
+	return s.clean, nil
+}
+
+// hchange is change for the MAC alone: the span before i and repl are
+// written, raw[i:next] is skipped.
+func (s *stringifier) hchange(i, next int, repl []byte) error {
+	s.clean = false
+	s.nchange++
+	if err := s.emit(s.raw[s.cp:i]); err != nil {
+		return err
+	}
+	if err := s.stageCopy(repl); err != nil {
+		return err
+	}
+	s.cp = next
+	return nil
+}
+
+// emit writes p, the next bytes of the text from the body, to the MAC:
+// directly when it is long, else through the staging buffer.
+func (s *stringifier) emit(p []byte) error {
+	if len(p) < stageDirect {
+		return s.stageCopy(p)
+	}
+	s.olen += len(p)
+	if s.olen > s.opt.Limit {
+		return ErrStringifyTooLarge
+	}
+	s.writeStage()
+	s.opt.MAC.Write(p)
+	return nil
+}
+
+// stageCopy copies p, the next bytes of the text, into the staging
+// buffer. (p itself never reaches the MAC, an interface: the callers'
+// replacement bytes stay on their stacks.)
+func (s *stringifier) stageCopy(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	s.olen += len(p)
+	if s.olen > s.opt.Limit {
+		return ErrStringifyTooLarge
+	}
+	if n := len(s.stage); n+len(p) <= cap(s.stage) { // the common case
+		s.stage = s.stage[:n+len(p)]
+		copy(s.stage[n:], p)
+		return nil
+	}
+	if s.stage == nil {
+		size := min(stageSize, len(s.raw)) // not more than the text would take
+		if err := s.charge(size); err != nil {
+			return err
+		}
+		s.stage = make([]byte, 0, size)
+	}
+	for len(p) > 0 {
+		if len(s.stage) == cap(s.stage) {
+			s.writeStage()
+		}
+		k := copy(s.stage[len(s.stage):cap(s.stage)], p)
+		s.stage, p = s.stage[:len(s.stage)+k], p[k:]
+	}
+	return nil
+}
+
+func (s *stringifier) writeStage() {
+	if len(s.stage) > 0 {
+		s.opt.MAC.Write(s.stage)
+		s.stage = s.stage[:0]
+	}
+}
+
 type stringifier struct {
 	raw []byte
 	opt TextOptions
@@ -126,6 +273,13 @@ type stringifier struct {
 	clean bool
 	cp    int
 	out   []byte
+
+	// The MAC alone (hash): the text is not built, only written to the
+	// MAC (hashOnly); output offsets are body offsets.
+	hash    bool
+	nchange int    // changes made so far
+	olen    int    // bytes of text written
+	stage   []byte // the short bytes not yet written to the MAC
 
 	fed     int  // bytes of out written to the MAC
 	hold    int  // out from here on may still be reordered (-1: none)
@@ -196,7 +350,12 @@ func grow[T any](s *stringifier, sl []T, n int) ([]T, error) {
 // feedChunk is how much text is hashed at once (a variable for the tests).
 var feedChunk = 64 << 10
 
-func (s *stringifier) opos(i int) int { return len(s.out) + i - s.cp }
+func (s *stringifier) opos(i int) int {
+	if s.hash {
+		return i
+	}
+	return len(s.out) + i - s.cp
+}
 
 // need makes room for n more bytes in out.
 func (s *stringifier) need(n int) error {
@@ -247,6 +406,15 @@ func (s *stringifier) flush(i int) error {
 	if s.clean {
 		return nil
 	}
+	if s.hash {
+		// only at the end
+		if err := s.emit(s.raw[s.cp:i]); err != nil {
+			return err
+		}
+		s.cp = i
+		s.writeStage()
+		return nil
+	}
 	if err := s.need(i - s.cp); err != nil {
 		return err
 	}
@@ -261,6 +429,9 @@ func (s *stringifier) flush(i int) error {
 
 // change replaces raw[i:next] with repl in the output.
 func (s *stringifier) change(i, next int, repl []byte) error {
+	if s.hash {
+		return s.hchange(i, next, repl)
+	}
 	if s.clean {
 		if err := s.dirty(i); err != nil {
 			return err
@@ -306,7 +477,7 @@ func (s *stringifier) feed() {
 
 // view returns the output bytes [a, b), b being at most opos(i).
 func (s *stringifier) view(a, b, i int) ([]byte, error) {
-	if s.clean {
+	if s.clean || s.hash {
 		return s.raw[a:b], nil
 	}
 	if b > len(s.out) {
@@ -462,9 +633,12 @@ key:
 		return 0, ErrStringifySyntax
 	}
 	{
-		ks := s.opos(i)
+		ks, nc := s.opos(i), s.nchange
 		if i, err = s.str(i); err != nil {
 			return 0, err
+		}
+		if s.hash && s.nchange != nc {
+			return 0, errRebuild // the key's text is not raw[ks:i]
 		}
 		ke := s.opos(i)
 		if err = s.checkKey(ks, ke, i); err != nil {
@@ -533,7 +707,9 @@ func (s *stringifier) checkKey(ks, ke, i int) error {
 	if !f.bad {
 		if isIdx {
 			if f.seenPlain || idx <= f.lastIndex {
-				s.markBad(f)
+				if err := s.markBad(f); err != nil {
+					return err
+				}
 			} else {
 				f.lastIndex = idx
 			}
@@ -544,7 +720,9 @@ func (s *stringifier) checkKey(ks, ke, i int) error {
 				return err
 			}
 			if rep {
-				s.markBad(f)
+				if err := s.markBad(f); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -710,8 +888,11 @@ func (s *stringifier) repeated(f *frame, kb []byte, i int) (bool, error) {
 }
 
 // markBad marks f for reordering at its close and holds its output back
-// from the MAC until then.
-func (s *stringifier) markBad(f *frame) {
+// from the MAC until then (the MAC alone gives up: errRebuild).
+func (s *stringifier) markBad(f *frame) error {
+	if s.hash {
+		return errRebuild
+	}
 	f.bad = true
 	f.tabbed = false
 	s.badOpen++
@@ -721,6 +902,7 @@ func (s *stringifier) markBad(f *frame) {
 	if s.hold < 0 || f.start < s.hold {
 		s.hold = f.start
 	}
+	return nil
 }
 
 // reorder rewrites the object f, which closed just before raw offset i, in
@@ -853,9 +1035,14 @@ var fffd = []byte("\uFFFD")
 // It reads the string 8 bytes at a time: special8 marks the bytes that
 // need a look (and, past a marked one, may mark a plain byte, which is
 // then skipped), and each marked byte of the word is handled in turn.
+// The body is read through byteAt and wordAt, each read after a check
+// that it is in range: without the bounds checks and slice arithmetic of
+// raw[i] and raw[i:], and with the loop's values kept in registers, the
+// scan of a 5 MiB Vev PUBLISH takes about 12% less time (BENCHMARKS.md
+// section 6.2).
 func (s *stringifier) str(i int) (int, error) {
-	raw := s.raw
-	n := len(raw)
+	n := len(s.raw)
+	base := unsafe.Pointer(unsafe.SliceData(s.raw))
 	i++
 	w := i - 8   // the word m was read from
 	var m uint64 // its marked bytes not handled yet
@@ -873,24 +1060,25 @@ func (s *stringifier) str(i int) (int, error) {
 		}
 		if i+8 <= n {
 			w = i
-			m = special8(binary.LittleEndian.Uint64(raw[i:]))
+			m = special8(wordAt(base, i))
 			continue
 		}
-		for i < n && strClass[raw[i]] == clSafe {
+		for i < n && strClass[byteAt(base, i)] == clSafe {
 			i++
 		}
 		if i >= n {
 			return 0, ErrStringifySyntax
 		}
 	special:
-		switch strClass[raw[i]] {
+		// here i < n: the bytes are read without bounds checks
+		switch strClass[byteAt(base, i)] {
 		case clSafe: // marked past a special byte of the word
 			i++
 			continue
 		case clQuote:
 			return i + 1, nil
 		case clBackslash:
-			if i+1 < n && shortEscape[raw[i+1]] {
+			if i+1 < n && shortEscape[byteAt(base, i+1)] {
 				i += 2
 				continue
 			}
@@ -902,26 +1090,36 @@ func (s *stringifier) str(i int) (int, error) {
 		case clCtl:
 			return 0, ErrStringifySyntax
 		case clLead2:
-			if i+1 < n && raw[i+1]&0xC0 == 0x80 {
+			if i+1 < n && byteAt(base, i+1)&0xC0 == 0x80 {
 				i += 2
 				continue
 			}
 		case clLead3:
-			if i+2 < n && raw[i+1]&0xC0 == 0x80 && raw[i+2]&0xC0 == 0x80 {
+			if i+2 < n && byteAt(base, i+1)&0xC0 == 0x80 && byteAt(base, i+2)&0xC0 == 0x80 {
 				i += 3
 				continue
 			}
 		}
-		if r, size := utf8.DecodeRune(raw[i:]); r != utf8.RuneError || size > 1 {
+		if r, size := utf8.DecodeRune(s.raw[i:]); r != utf8.RuneError || size > 1 {
 			i += size
 			continue
 		}
-		size := invalidUTF8(raw[i:])
+		size := invalidUTF8(s.raw[i:])
 		if err := s.change(i, i+size, fffd); err != nil {
 			return 0, err
 		}
 		i += size
 	}
+}
+
+// byteAt is raw[k], for a k known to be in range, where base is raw's
+// first byte: the hot loop of str reads the body without the bounds
+// checks and slice arithmetic of raw[k] and raw[k:].
+func byteAt(base unsafe.Pointer, k int) byte { return *(*byte)(unsafe.Add(base, k)) }
+
+// wordAt is binary.LittleEndian.Uint64(raw[k:]), for k+8 <= len(raw).
+func wordAt(base unsafe.Pointer, k int) uint64 {
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, k))[:])
 }
 
 // Classes of the bytes of a string.

@@ -123,6 +123,107 @@ func TestStringifyVectors(t *testing.T) {
 	}
 }
 
+// With Match, Stringify first only writes the text to the MAC: Match is
+// called once with the MAC of Node's text written, after which nothing more
+// is written; on a mismatch no text is returned and, unless the body needed
+// the text built (the MAC was reset for it), no buffer was taken; on a
+// match the text is Node's. Each Alloc is given back by Free or is the
+// text's. (Also with the MAC alone's writes staged in tiny buffers.)
+func TestStringifyMatchVectors(t *testing.T) {
+	for _, v := range loadStringifyVectors(t) {
+		if v.Out == nil {
+			continue
+		}
+		for _, tc := range []struct {
+			match bool
+			chunk int // SetFeedChunk: how the MAC alone stages its writes
+		}{{false, 64 << 10}, {true, 64 << 10}, {false, 7}, {true, 1}} {
+			match := tc.match
+			t.Run(fmt.Sprintf("%s/match=%v/chunk=%d", v.Name, match, tc.chunk), func(t *testing.T) {
+				defer providers.SetFeedChunk(tc.chunk)()
+				mac := newMACWriter()
+				calls, atMatch, allocs, frees := 0, 0, 0, 0
+				opt := providers.TextOptions{
+					MAC: mac,
+					Match: func() bool {
+						calls++
+						atMatch = mac.written
+						if sum := hex.EncodeToString(mac.Sum(nil)); sum != v.HMAC {
+							t.Fatalf("MAC at Match = %s, want Node's %s", sum, v.HMAC)
+						}
+						return match
+					},
+					Alloc: func(n int) []byte { allocs++; return make([]byte, 0, n) },
+					Free:  func([]byte) { frees++ },
+				}
+				got, same, err := providers.Stringify(v.In, opt)
+				if bytes.Equal(v.In, *v.Out) {
+					if err != nil || !same || calls != 0 || mac.written != 0 {
+						t.Fatalf("body in stringify form: same=%v, %v, %d Match calls, %d bytes hashed", same, err, calls, mac.written)
+					}
+					return
+				}
+				if calls != 1 || mac.written != atMatch {
+					t.Fatalf("%d Match calls; %d bytes hashed at Match, %d in all", calls, atMatch, mac.written)
+				}
+				if !match {
+					if !errors.Is(err, providers.ErrStringifyNoMatch) || got != nil {
+						t.Fatalf("no match: %q, %v; want no text, ErrStringifyNoMatch", got, err)
+					}
+					if mac.resets == 0 && allocs != 0 || allocs != frees {
+						t.Fatalf("no match: %d allocs, %d frees, %d MAC resets", allocs, frees, mac.resets)
+					}
+					return
+				}
+				if err != nil || same || !bytes.Equal(got, *v.Out) {
+					t.Fatalf("match: %q, same=%v, %v; want Node's %q", got, same, err, *v.Out)
+				}
+				if allocs != frees+1 {
+					t.Fatalf("match: %d allocs, %d frees: want the text's buffer alone kept", allocs, frees)
+				}
+			})
+		}
+	}
+}
+
+// A forgery of a body whose text is only written to the MAC (white space,
+// escapes, numbers: no reordering) takes no text buffer, nor more
+// working memory than its staging buffer; it is written in few large
+// writes, the long spans straight from the body.
+func TestStringifyMatchNoText(t *testing.T) {
+	big := strings.Repeat(`<p>caf\u00e9 \/ 1</p>`, 10000) + strings.Repeat("x", 200000)
+	body := []byte("{\n  \"id\": \"e1\",\n  \"n\": [1.50, 2E3, -0],\n  \"html\": \"" + big + "\"\n}")
+	want, _, err := providers.Stringify(body, providers.TextOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := &recWriter{macWriter: *newMACWriter()}
+	reserved, peak := 0, 0
+	opt := providers.TextOptions{
+		MAC: mac,
+		Match: func() bool {
+			w := hmac.New(sha512.New, []byte(vectorSecret))
+			w.Write(want)
+			if !hmac.Equal(mac.Sum(nil), w.Sum(nil)) {
+				t.Fatal("the MAC written is not the text's")
+			}
+			return false
+		},
+		Alloc:   func(int) []byte { t.Fatal("a buffer was taken for a forgery"); return nil },
+		Reserve: func(n int) bool { reserved += n; peak = max(peak, reserved); return true },
+		Release: func(n int) { reserved -= n },
+	}
+	if _, _, err := providers.Stringify(body, opt); !errors.Is(err, providers.ErrStringifyNoMatch) {
+		t.Fatalf("%v, want ErrStringifyNoMatch", err)
+	}
+	if reserved != 0 || peak > 8<<10 || mac.resets != 0 {
+		t.Fatalf("%d bytes left reserved, %d at the peak, %d MAC resets", reserved, peak, mac.resets)
+	}
+	if len(mac.writes) > len(want)/(4<<10) {
+		t.Fatalf("%d writes for %d bytes: %v", len(mac.writes), len(want), mac.writes)
+	}
+}
+
 // TestVevSignedTextVectors runs the vectors through Vev's SignedText with
 // their headers: the gate and the transform, as the handler calls them.
 func TestVevSignedTextVectors(t *testing.T) {

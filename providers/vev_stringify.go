@@ -58,7 +58,8 @@ var (
 // Content-Type of media type application/json with no charset or utf-8 (in
 // any case), no Content-Encoding but identity, and a body that is a JSON
 // object or array (after one optional BOM). The form is the text Node
-// produces (Stringify), fed to opt.MAC as it is produced.
+// produces (Stringify), fed to opt.MAC as it is produced (and, with
+// opt.Match, built only once that MAC matched).
 func (v *Vev) SignedText(h http.Header, body []byte, opt TextOptions) ([]byte, string, error) {
 	if !v.StringifyFallback {
 		return nil, "", ErrNoAlternate
@@ -67,6 +68,9 @@ func (v *Vev) SignedText(h http.Header, body []byte, opt TextOptions) ([]byte, s
 		return nil, "", fmt.Errorf("stringify form: %w", err)
 	}
 	text, same, err := Stringify(body, opt)
+	if errors.Is(err, ErrStringifyNoMatch) {
+		return nil, SignedFormStringify, err
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("stringify form: %w", err)
 	}
