@@ -92,6 +92,7 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 		return d.Err("unexpected argument after the secret: secrets after the first go in the block, one 'secret <secret>' line each")
 	}
 
+	lastSecretLine := d.Line()
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch sub := d.Val(); sub {
 		case "secret":
@@ -102,6 +103,7 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 				return err
 			}
 			sec := Secret{Value: d.Val()}
+			lastSecretLine = d.Line()
 			if d.NextArg() {
 				if d.Val() != "not_after" {
 					return d.Errf("secret takes one value, optionally followed by 'not_after <RFC 3339 time>'; add another 'secret' line for a second secret")
@@ -216,7 +218,9 @@ func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser, helper *httpcaddyfi
 		return d.Errf("webhook_verify %s needs a secret: webhook_verify %s {env.%s_SECRET}", name, name, strings.ToUpper(name))
 	}
 	if last, all := allExpired(h.Secrets, time.Now()); all {
-		return d.Errf("every secret of webhook_verify %s has expired (the last one at %s): add the sender's current secret, or move not_after", name, last.UTC().Format(time.RFC3339))
+		// at the last secret's line, not the block's end
+		return fmt.Errorf("every secret of webhook_verify %s has expired (the last one at %s): add the sender's current secret, or move not_after, at %s:%d",
+			name, last.UTC().Format(time.RFC3339), d.File(), lastSecretLine)
 	}
 	h.ProviderRaw = caddyconfig.JSONModuleObject(prov, "name", name, nil)
 	return nil

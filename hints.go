@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/webhookverify/caddy-webhook-verify/providers"
@@ -36,13 +37,50 @@ import (
 // hintMaxBody bounds the bodies the hints re-hash.
 const hintMaxBody = 1 << 20
 
+// The hints of a handler are rate-limited (a token bucket of hintBurst
+// diagnoses, refilled at hintRate per second): a forger cannot make every
+// request cost several hash passes. An operator needs one hint, not one
+// per request.
+const (
+	hintBurst = 10
+	hintRate  = 1.0
+)
+
+type hintLimiter struct {
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+// take reports whether a diagnosis may run at now.
+func (l *hintLimiter) take(now time.Time) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.last.IsZero():
+		l.tokens, l.last = hintBurst, now
+	case now.After(l.last):
+		l.tokens = min(hintBurst, l.tokens+now.Sub(l.last).Seconds()*hintRate)
+		l.last = now
+	}
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
+}
+
 // reencoded returns, when Parse refused the signature only for its
 // encoding (a providers.EncodingError), what Parse makes of the same
 // headers with the signature re-encoded as the sender's encoding, to be
-// checked for the hint.
+// checked for the hint. Only for a declared body of at most hintMaxBody
+// bytes, within the hints' rate.
 func (h *Handler) reencoded(r *http.Request, reason error, now time.Time) (providers.Signed, bool) {
 	e, ok := errors.AsType[*providers.EncodingError](reason)
-	if !ok || e.Text == "" || e.As == "" || r.ContentLength > hintMaxBody {
+	if !ok || e.Text == "" || e.As == "" || r.ContentLength < 0 || r.ContentLength > hintMaxBody || !h.hintLimit.take(now) {
 		return providers.Signed{}, false
 	}
 	r2 := r.Clone(r.Context())
@@ -69,22 +107,23 @@ func encodingHint(reason error, key int) string {
 }
 
 // diagnose runs the cheap checks on a signature that did not verify over
-// body, and returns the hint of the first that explains it ("" if none).
-func (h *Handler) diagnose(signed providers.Signed, body []byte, now time.Time) string {
-	if len(body) > hintMaxBody {
+// the body, and returns the hint of the first that explains it ("" if
+// none). It runs within the hints' rate, for bodies of at most
+// hintMaxBody bytes, and allocates no copy of the body.
+func (h *Handler) diagnose(signed providers.Signed, body *verifiedBody, now time.Time) string {
+	raw := body.bytes()
+	if len(raw) > hintMaxBody || !h.hintLimit.take(now) {
 		return ""
 	}
 	k := h.keys
-	for i := 0; i < k.size(); i++ {
-		if !k.live(i, now) && k.matches(signed, i, nil, body) {
-			return fmt.Sprintf("the signature matches secret %d, which expired at %s (not_after): the sender still signs with it", i+1, k.notAfter[i].UTC().Format(time.RFC3339))
-		}
+	expired := func(i int) bool { return !k.live(i, now) }
+	live := func(i int) bool { return k.live(i, now) }
+	if i := k.matching(signed, body, 0, expired); i >= 0 {
+		return fmt.Sprintf("the signature matches secret %d, which expired at %s (not_after): the sender still signs with it", i+1, k.notAfter[i].UTC().Format(time.RFC3339))
 	}
-	if trimmed, ok := trimNewline(body); ok {
-		for i := 0; i < k.size(); i++ {
-			if k.live(i, now) && k.matches(signed, i, nil, trimmed) {
-				return fmt.Sprintf("the signature matches the body without its trailing newline (secret %d): something added a newline after the sender signed (an echo, a file saved with one)", i+1)
-			}
+	if nl := newlineLen(raw); nl > 0 {
+		if i := k.matching(signed, body, nl, live); i >= 0 {
+			return fmt.Sprintf("the signature matches the body without its trailing newline (secret %d): something added a newline after the sender signed (an echo, a file saved with one)", i+1)
 		}
 	}
 	if signed.Scheme == providers.SchemeHMAC && k.keys != nil {
@@ -93,7 +132,7 @@ func (h *Handler) diagnose(signed providers.Signed, body []byte, now time.Time) 
 				continue
 			}
 			for _, alt := range altKeys(k.secrets[i], k.keys[i]) {
-				if k.matches(signed, i, alt.key, body) {
+				if hmacMatches(signed, alt.key, raw) {
 					return fmt.Sprintf("the signature matches secret %d %s", i+1, alt.how)
 				}
 			}
@@ -102,15 +141,15 @@ func (h *Handler) diagnose(signed providers.Signed, body []byte, now time.Time) 
 	return ""
 }
 
-// trimNewline returns body without its trailing "\n" or "\r\n".
-func trimNewline(body []byte) ([]byte, bool) {
+// newlineLen is the length of body's trailing "\r\n" or "\n" (0: none).
+func newlineLen(body []byte) int {
 	switch {
 	case bytes.HasSuffix(body, []byte("\r\n")):
-		return body[:len(body)-2], true
+		return 2
 	case bytes.HasSuffix(body, []byte("\n")):
-		return body[:len(body)-1], true
+		return 1
 	}
-	return nil, false
+	return 0
 }
 
 type altKey struct {
@@ -133,37 +172,61 @@ func altKeys(secret string, used []byte) []altKey {
 	return out
 }
 
-// matches reports whether any of signed's signatures verifies
-// Prefix‖body‖Suffix under key i, or, for HMAC, under key when it is not
-// nil (another decoding of key i's secret).
-func (k *keyring) matches(signed providers.Signed, i int, key, body []byte) bool {
+// matching returns the first key that use selects under which one of
+// signed's signatures verifies Prefix‖body‖Suffix, the body less its last
+// trim bytes; -1 if none. For Ed25519 the message is the one readVerified
+// laid out in the body's buffer (with trim, the Suffix is moved over the
+// trimmed bytes and put back); for ECDSA its digest is computed once.
+func (k *keyring) matching(signed providers.Signed, body *verifiedBody, trim int, use func(int) bool) int {
+	b := body.bytes()
+	b = b[:len(b)-trim]
 	switch signed.Scheme {
 	case providers.SchemeHMAC:
-		if key == nil {
-			key = k.keys[i]
-		}
-		m := hmac.New(signed.Hash.New, key)
-		m.Write(signed.Prefix)
-		m.Write(body)
-		m.Write(signed.Suffix)
-		sum := m.Sum(nil)
-		for _, sig := range signed.Signatures {
-			if hmac.Equal(sum, sig) {
-				return true
+		for i := 0; i < k.size(); i++ {
+			if use(i) && hmacMatches(signed, k.keys[i], b) {
+				return i
 			}
 		}
 	case providers.SchemeECDSAP256SHA256:
 		d := sha256.New()
 		d.Write(signed.Prefix)
-		d.Write(body)
+		d.Write(b)
 		d.Write(signed.Suffix)
-		_, err := k.verifyECDSA(d.Sum(nil), signed.Signatures, func(j int) bool { return j == i })
-		return err == nil
+		i, _ := k.verifyECDSA(d.Sum(nil), signed.Signatures, use)
+		return i
 	case providers.SchemeEd25519:
-		msg := make([]byte, 0, len(signed.Prefix)+len(body)+len(signed.Suffix))
-		msg = append(append(append(msg, signed.Prefix...), body...), signed.Suffix...)
-		_, err := k.verifyEd25519(msg, signed.Signatures, func(j int) bool { return j == i })
-		return err == nil
+		head, tail := len(signed.Prefix), len(signed.Suffix)
+		end := head + len(b)
+		body.mu.Lock()
+		defer body.mu.Unlock()
+		whole := body.whole
+		if whole == nil || end+trim+tail > cap(whole) {
+			return -1
+		}
+		var saved []byte
+		if trim > 0 && tail > 0 {
+			saved = append(saved, whole[end:end+tail]...)
+			copy(whole[end:], signed.Suffix)
+			defer copy(whole[end:], saved)
+		}
+		i, _ := k.verifyEd25519(whole[:end+tail:end+tail], signed.Signatures, use)
+		return i
+	}
+	return -1
+}
+
+// hmacMatches reports whether one of signed's signatures is the HMAC of
+// Prefix‖body‖Suffix under key.
+func hmacMatches(signed providers.Signed, key, body []byte) bool {
+	m := hmac.New(signed.Hash.New, key)
+	m.Write(signed.Prefix)
+	m.Write(body)
+	m.Write(signed.Suffix)
+	sum := m.Sum(nil)
+	for _, sig := range signed.Signatures {
+		if hmac.Equal(sum, sig) {
+			return true
+		}
 	}
 	return false
 }

@@ -157,8 +157,12 @@ type Handler struct {
 	metrics  *handlerMetrics
 	now      func() time.Time // the providers' clock; swapped in tests
 	logger   *zap.Logger
-	enforce  bool          // !Enforce || *Enforce
-	warner   *expiryWarner // logs the expiring secrets' warnings; nil without any
+	// reportOnly: enforce off. The zero value enforces, so a handler
+	// that was never provisioned refuses rather than forwards.
+	reportOnly bool
+	warner     *expiryWarner // logs the expiring secrets' warnings; nil without any
+	// the rate of the refusals' diagnoses (hints.go)
+	hintLimit *hintLimiter
 
 	// eagerFields: the hand-over reads the event fields (the id) before
 	// the body can be released (dedupe)
@@ -229,12 +233,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.keys, err = h.provisionKeys(repl); err != nil {
 		return err
 	}
-	if err := h.checkExpiry(time.Now()); err != nil {
+	if err := h.checkExpiry(h.now()); err != nil {
 		return err
 	}
 	h.metrics.keyCounters(h.name, len(h.Secrets))
-	h.enforce = h.Enforce == nil || *h.Enforce
-	if !h.enforce {
+	h.hintLimit = new(hintLimiter)
+	h.reportOnly = h.Enforce != nil && !*h.Enforce
+	if h.reportOnly {
 		h.logger.Warn("webhook_verify is in report-only mode (enforce off): requests that fail verification are FORWARDED, with {http.webhook.verified} false; turn enforce on once the counts look right",
 			zap.String("provider", h.name))
 	}

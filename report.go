@@ -34,7 +34,7 @@ var (
 		Namespace: "caddy",
 		Subsystem: "webhook_verify",
 		Name:      "not_enforced_total",
-		Help:      "Requests that failed a check and were forwarded anyway (enforce off), by provider and the outcome they are counted under in requests_total.",
+		Help:      "Requests that failed a check and were passed on anyway (enforce off), by provider and the outcome they are counted under in requests_total.",
 	}, []string{"provider", "outcome"})
 )
 
@@ -80,6 +80,13 @@ func (b *verifiedBody) keyPlaceholder() string {
 	return strconv.Itoa(b.key + 1)
 }
 
+// reportMessage is the message of report's log line.
+const reportMessage = "webhook failed verification; passed on (enforce off)"
+
+// errNotChecked is readVerified's sigErr when it only read the body: the
+// signature was not checked, which is never a verified one.
+var errNotChecked = errors.New("signature not checked")
+
 // report counts and logs a request that failed a check and goes on
 // because enforce is off: one line, with the first failure as its reason
 // (the outcome it is counted under), the signature's verdict when the
@@ -91,7 +98,7 @@ func (h *Handler) report(r *http.Request, body *verifiedBody) {
 	if c := h.metrics.notEnforced[outcome]; c != nil {
 		c.Inc()
 	}
-	c := h.logger.Check(zapcore.InfoLevel, "webhook failed verification; forwarded anyway (enforce off)")
+	c := h.logger.Check(zapcore.InfoLevel, reportMessage)
 	if c == nil {
 		return
 	}
@@ -123,7 +130,7 @@ func isSignatureFailure(reason error) bool {
 	return !errors.Is(reason, ErrMethodNotAllowed) && !errors.Is(reason, ErrBadCredentials)
 }
 
-// refuseHint is refuse with a hint in the log line.
+// refuseHint is refuse with a hint in the log line ("" for none).
 func (h *Handler) refuseHint(r *http.Request, he caddyhttp.HandlerError, hint string) error {
 	h.metrics.count(outcomeOf(he.Err))
 	h.logHint(r, he.StatusCode, he.Err, hint)

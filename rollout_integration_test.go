@@ -75,7 +75,7 @@ http://localhost:9080 {
 				t.Errorf("X-Webhook-Id %q", v)
 			}
 			if tc.reason != "" {
-				line := ddFindLog(t, logFile, map[string]any{"msg": "webhook failed verification; forwarded anyway (enforce off)",
+				line := ddFindLog(t, logFile, map[string]any{"msg": "webhook failed verification; passed on (enforce off)",
 					"reason": tc.reason, "enforced": false, "status": 401})
 				if strings.Contains(fmt.Sprint(line), roOld) || strings.Contains(fmt.Sprint(line), roNew) {
 					t.Errorf("the line reveals a secret: %v", line)
@@ -206,6 +206,7 @@ http://localhost:9080 {
 	c := itNewClient(t)
 	id := fmt.Sprintf("evt_roq_%d", time.Now().UnixNano())
 	body := itVivrealEvent(id, "collection.object.created", 200)
+	before := qiMetrics(t)
 	forged := itDo(t, c, itReq{path: "/hook", body: body, header: itHdr("X-Vivreal-Signature", itSign256("forger", body))})
 	if forged.status != 200 || string(forged.body) != qiQueued {
 		t.Fatalf("forged: %d %q", forged.status, forged.body)
@@ -218,5 +219,17 @@ http://localhost:9080 {
 	}
 	if len(verified) != 2 || !(verified[0] == "false" && verified[1] == "true" || verified[0] == "true" && verified[1] == "false") {
 		t.Errorf("delivered with X-Verified %q, want one false and one true", verified)
+	}
+	// each request counted once: the forgery as a bad signature (not
+	// enforced), the genuine event as queued
+	after := qiMetrics(t)
+	for key, want := range map[string]float64{
+		"requests_total/vivreal/bad_signature":     1,
+		"not_enforced_total/vivreal/bad_signature": 1,
+		"requests_total/vivreal/queued":            1,
+	} {
+		if d := after[key] - before[key]; d != want {
+			t.Errorf("%s grew by %v, want %v", key, d, want)
+		}
 	}
 }

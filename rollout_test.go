@@ -42,6 +42,7 @@ type hintCase struct {
 	Want     string              `json:"want"`
 	Hint     string              `json:"hint"`
 	Key      string              `json:"key"`
+	Form     string              `json:"form"`
 }
 
 const hintsFile = "testdata/vectors/hints/hints.json"
@@ -135,14 +136,18 @@ func TestHintsVectors(t *testing.T) {
 					now = time.Unix(c.Now, 0)
 				}
 				h, logs := roHandler(t, cfg, now)
-				rawForm := testCounter(h.metrics.forms["raw"])
+				form := c.Form
+				if form == "" {
+					form = "raw"
+				}
+				before := testCounter(h.metrics.forms[form])
 				rec, err := roServe(h, http.MethodPost, c.Headers, []byte(c.Body))
 				wantForm := 0.0
 				if c.Want == outcomeVerified {
 					wantForm = 1
 				}
-				if d := testCounter(h.metrics.forms["raw"]) - rawForm; d != wantForm {
-					t.Errorf("signed_form_total{form=raw} grew by %v, want %v", d, wantForm)
+				if d := testCounter(h.metrics.forms[form]) - before; d != wantForm {
+					t.Errorf("signed_form_total{form=%s} grew by %v, want %v", form, d, wantForm)
 				}
 
 				if c.Want == outcomeVerified {
@@ -155,8 +160,11 @@ func TestHintsVectors(t *testing.T) {
 					if v, _ := rec.repl.GetString("http.webhook.verified"); v != "true" {
 						t.Errorf("{http.webhook.verified} = %q", v)
 					}
-					if n := logs.Len(); n != 0 {
+					if n := logs.Len() - logs.FilterMessageSnippet("webhook verified over its").Len(); n != 0 {
 						t.Errorf("a verified request logged %d lines", n)
+					}
+					if v, _ := rec.repl.GetString("http.webhook.signed_form"); v != form {
+						t.Errorf("{http.webhook.signed_form} = %q, want %q", v, form)
 					}
 					return
 				}
@@ -185,7 +193,7 @@ func TestHintsVectors(t *testing.T) {
 					if v, _ := rec.repl.GetString("http.webhook.key"); v != "" {
 						t.Errorf("{http.webhook.key} = %q, want empty", v)
 					}
-					line = roLine(t, logs, "webhook failed verification; forwarded anyway (enforce off)")
+					line = roLine(t, logs, reportMessage)
 					if got := outcomeOf(errors.New(fmt.Sprint(line["reason"]))); line["enforced"] != false || got == "" {
 						t.Errorf("report line %v", line)
 					}
@@ -375,7 +383,7 @@ func TestReportOnlyChecks(t *testing.T) {
 			if testCounter(h.metrics.outcomes[tc.outcome])-before != 1 || testCounter(h.metrics.notEnforced[tc.outcome])-beforeNE != 1 {
 				t.Errorf("not counted once under %s and not_enforced", tc.outcome)
 			}
-			line := roLine(t, logs, "webhook failed verification; forwarded anyway (enforce off)")
+			line := roLine(t, logs, reportMessage)
 			logs.TakeAll()
 			if sig, _ := line["signature"].(string); sig != tc.signature {
 				t.Errorf("signature field %q, want %q (line %v)", sig, tc.signature, line)
@@ -516,4 +524,172 @@ func TestHintsBodyBound(t *testing.T) {
 			t.Errorf("%d-byte body: hint %v, want a hint: %v", tc.size, line["hint"], tc.hint)
 		}
 	}
+}
+
+// TestReportOnlyLimits: with enforce off, the limits that protect the
+// gateway still answer, for a request that fails its checks and for one
+// that passes: max_inflight_bytes (declared and chunked bodies) 503, and
+// body_timeout 408; nothing is forwarded and nothing stays reserved.
+func TestReportOnlyLimits(t *testing.T) {
+	h, _ := roHandler(t, map[string]any{
+		"provider":           map[string]string{"name": "vivreal"},
+		"secrets":            []string{"lim-secret"},
+		"enforce":            false,
+		"max_body_size":      4096,
+		"max_inflight_bytes": 4096,
+	}, time.Time{})
+	body := bytes.Repeat([]byte("b"), 2000)
+	for _, sig := range []string{"", roSign("lim-secret", body), "sha256=" + strings.Repeat("0", 64)} {
+		for _, chunked := range []bool{false, true} {
+			h.inflight.Add(3000) // another request holds most of the budget
+			r := hRequest(context.Background(), http.MethodPost, string(body), http.Header{"X-Vivreal-Signature": {sig}})
+			if sig == "" {
+				r.Header.Del("X-Vivreal-Signature")
+			}
+			if chunked {
+				r.ContentLength = -1
+				r.Header.Del("Content-Length")
+			}
+			rec := &svRecorder{}
+			err := h.ServeHTTP(httptest.NewRecorder(), r, rec)
+			h.inflight.Add(-3000)
+			if he, ok := errors.AsType[caddyhttp.HandlerError](err); !ok || he.StatusCode != 503 || rec.called != 0 {
+				t.Errorf("sig %q chunked %v over the budget: %v, forwarded %d times; want 503", sig, chunked, err, rec.called)
+			}
+			if n := h.inflight.Load(); n != 0 {
+				t.Fatalf("%d bytes left reserved", n)
+			}
+		}
+	}
+	restore := setBodyTimerHook(func(d time.Duration, f func()) stopper {
+		return &manualTimer{fire: f, onStop: func(fire func()) bool { fire(); return false }}
+	})
+	defer restore()
+	for _, sig := range []string{"", "sha256=" + strings.Repeat("0", 64)} {
+		r := hRequest(context.Background(), http.MethodPost, string(body), http.Header{"X-Vivreal-Signature": {sig}})
+		if sig == "" {
+			r.Header.Del("X-Vivreal-Signature")
+		}
+		rec := &svRecorder{}
+		err := h.ServeHTTP(httptest.NewRecorder(), r, rec)
+		if he, ok := errors.AsType[caddyhttp.HandlerError](err); !ok || he.StatusCode != 408 || rec.called != 0 {
+			t.Errorf("sig %q past body_timeout: %v, forwarded %d times; want 408", sig, err, rec.called)
+		}
+	}
+}
+
+// TestReportOnlyVerifiedButRefused: with enforce off, a request whose
+// signature verifies but whose credentials do not is not a verified
+// request: {http.webhook.key} is empty and neither key_matches_total nor
+// signed_form_total counts it; with dedupe, {http.webhook.duplicate} is
+// false.
+func TestReportOnlyVerifiedButRefused(t *testing.T) {
+	h, _ := roHandler(t, map[string]any{
+		"provider":      map[string]string{"name": "vivreal"},
+		"secrets":       []string{"vr-secret"},
+		"enforce":       false,
+		"bearer_tokens": []string{"vr-token"},
+		"dedupe":        map[string]any{"ttl": "1h"},
+	}, time.Time{})
+	body := []byte(fmt.Sprintf(`{"id":"evt_vr_%d","event":"e"}`, time.Now().UnixNano()))
+	k1, raw := testCounter(h.metrics.keys[0]), testCounter(h.metrics.forms["raw"])
+	rec, err := roServe(h, http.MethodPost, http.Header{"X-Vivreal-Signature": {roSign("vr-secret", body)}}, body)
+	if err != nil || rec.called != 1 {
+		t.Fatalf("not forwarded: %v", err)
+	}
+	for name, want := range map[string]string{"verified": "false", "key": "", "duplicate": "false"} {
+		if v, _ := rec.repl.GetString("http.webhook." + name); v != want {
+			t.Errorf("{http.webhook.%s} = %q, want %q", name, v, want)
+		}
+	}
+	if testCounter(h.metrics.keys[0]) != k1 || testCounter(h.metrics.forms["raw"]) != raw {
+		t.Error("a request that failed its credentials was counted as verified by a key or a form")
+	}
+}
+
+// TestHintsRateAndChunked: a stream of forgeries gets hints for the first
+// hintBurst only, then one a second (of the handler's clock); a chunked
+// body is never re-hashed for the encoding hint.
+func TestHintsRateAndChunked(t *testing.T) {
+	clock := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	h, logs := roHandler(t, map[string]any{
+		"provider": map[string]string{"name": "vivreal"},
+		"secrets":  []string{"rate-secret"},
+	}, time.Time{})
+	h.now = func() time.Time { return clock }
+	body := []byte(`{"id":"evt_rate"}`)
+	nl := append(append([]byte(nil), body...), '\n')
+	hdr := http.Header{"X-Vivreal-Signature": {roSign("rate-secret", body)}}
+	hints := func(n int) int {
+		for range n {
+			if _, err := roServe(h, http.MethodPost, hdr, nl); outcomeOf(err) != outcomeBadSignature {
+				t.Fatalf("%v", err)
+			}
+		}
+		got := 0
+		for _, e := range logs.TakeAll() {
+			if _, ok := e.ContextMap()["hint"]; ok {
+				got++
+			}
+		}
+		return got
+	}
+	if got := hints(hintBurst + 5); got != hintBurst {
+		t.Errorf("%d hints for %d forgeries at once, want %d", got, hintBurst+5, hintBurst)
+	}
+	clock = clock.Add(2 * time.Second)
+	if got := hints(5); got != 2 {
+		t.Errorf("%d hints two seconds later, want 2", got)
+	}
+
+	// chunked, with a base64 signature: no probe, no hint
+	clock = clock.Add(time.Hour)
+	g, glogs := roHandler(t, map[string]any{"provider": map[string]string{"name": "github"}, "secrets": []string{"It's a Secret to Everybody"}}, time.Time{})
+	r := hRequest(context.Background(), http.MethodPost, "Hello, World!", http.Header{"X-Hub-Signature-256": {"sha256=dXEH6g6yUJ/CESIczphLijdXC210hsIsRvQ3nIsEPhc="}})
+	r.ContentLength = -1
+	r.Header.Del("Content-Length")
+	if err := g.ServeHTTP(httptest.NewRecorder(), r, &svRecorder{}); outcomeOf(err) != outcomeMalformedSignature {
+		t.Fatalf("chunked base64: %v", err)
+	}
+	if line := roLine(t, glogs, "webhook rejected"); line["hint"] != nil {
+		t.Errorf("a chunked body was probed: hint %v", line["hint"])
+	}
+}
+
+// TestExpiryWarnerStops: the warnings' goroutine of a handler with an
+// expiring secret ends with Cleanup, and with a Provision that fails
+// after it was made.
+func TestExpiryWarnerStops(t *testing.T) {
+	future := time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	h, _ := roHandler(t, map[string]any{
+		"provider": map[string]string{"name": "vivreal"},
+		"secrets":  []any{map[string]string{"secret": "w-secret", "not_after": future}},
+	}, time.Time{})
+	if h.warner == nil {
+		t.Fatal("no warner for an expiring secret")
+	}
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.warner.done:
+	default:
+		t.Fatal("the warner's goroutine is still running after Cleanup")
+	}
+
+	// a Provision that fails later (a dedupe ttl under its minimum)
+	var bad Handler
+	raw := fmt.Sprintf(`{"provider":{"name":"vivreal"},"secrets":[{"secret":"s","not_after":%q}],"dedupe":{"ttl":1}}`, future)
+	if err := json.Unmarshal([]byte(raw), &bad); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := bad.Provision(ctx); err == nil {
+		t.Fatal("a dedupe ttl of 1ns provisioned")
+	}
+	if bad.warner == nil || bad.warner.started {
+		t.Fatalf("the warner of a failed Provision was started: %+v", bad.warner)
+	}
+	_ = bad.Cleanup() // as Caddy does after a failed Provision: must not block
 }

@@ -60,7 +60,26 @@ const expiryWarnDays = 7
 
 // expiryWarnings remembers, per process, when each expiring secret was last
 // warned about, so that a reload does not repeat the day's warning.
-var expiryWarnings sync.Map // expiryKey -> time.Time (the last warning)
+var expiryWarnings struct {
+	sync.Mutex
+	last map[expiryKey]time.Time // the last warning; a key per configured expiring secret
+}
+
+// warned records a warning of k at now, unless one was logged less than
+// every ago (every 0: ever); it reports whether to log it.
+func warned(k expiryKey, now time.Time, every time.Duration) (last time.Time, log bool) {
+	expiryWarnings.Lock()
+	defer expiryWarnings.Unlock()
+	if expiryWarnings.last == nil {
+		expiryWarnings.last = make(map[expiryKey]time.Time)
+	}
+	last, seen := expiryWarnings.last[k]
+	if seen && (every == 0 || now.Before(last.Add(every))) {
+		return last, false
+	}
+	expiryWarnings.last[k] = now
+	return now, true
+}
 
 type expiryKey struct {
 	provider string
@@ -99,7 +118,7 @@ func (w *expiryWarner) warn(now time.Time) time.Time {
 		}
 		if !now.Before(na) {
 			k := expiryKey{w.provider, w.prints[i], i, na.UnixNano(), true}
-			if _, warned := expiryWarnings.LoadOrStore(k, now); !warned {
+			if _, log := warned(k, now, 0); log {
 				w.logger.Warn("webhook secret expired: it no longer verifies; remove it from the configuration",
 					zap.String("provider", w.provider),
 					zap.Int("secret", i+1),
@@ -114,17 +133,15 @@ func (w *expiryWarner) warn(now time.Time) time.Time {
 			continue
 		}
 		k := expiryKey{w.provider, w.prints[i], i, na.UnixNano(), false}
-		last, warned := expiryWarnings.Load(k)
-		if !warned || !now.Before(last.(time.Time).Add(24*time.Hour)) {
-			expiryWarnings.Store(k, now)
-			last = now
+		last, log := warned(k, now, 24*time.Hour)
+		if log {
 			w.logger.Warn("webhook secret expires soon: switch the sender to another secret, then remove this one",
 				zap.String("provider", w.provider),
 				zap.Int("secret", i+1),
 				zap.Time("not_after", na),
 				zap.String("expires_in", roundDuration(na.Sub(now))))
 		}
-		soonest(last.(time.Time).Add(24 * time.Hour))
+		soonest(last.Add(24 * time.Hour))
 		soonest(na)
 	}
 	return next

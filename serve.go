@@ -56,6 +56,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if body.failed == nil {
 		h.metrics.observe(len(body.buf), start)
 		h.metrics.matched(body.key)
+		h.metrics.countForm(body.signedForm())
 	} else {
 		h.report(r, body)
 	}
@@ -69,7 +70,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // body (the declared size is a limit: always refused).
 func (h *Handler) screen(w http.ResponseWriter, r *http.Request, body *verifiedBody) error {
 	if r.Method != http.MethodPost {
-		if h.enforce {
+		if !h.reportOnly {
 			w.Header().Set("Allow", http.MethodPost)
 			closeUnread(w, r)
 			return h.refuse(r, caddyhttp.Error(http.StatusMethodNotAllowed, ErrMethodNotAllowed))
@@ -77,7 +78,7 @@ func (h *Handler) screen(w http.ResponseWriter, r *http.Request, body *verifiedB
 		body.fail(caddyhttp.Error(http.StatusMethodNotAllowed, ErrMethodNotAllowed), "")
 	}
 	if !h.creds.empty() && !h.creds.check(r.Header.Get("Authorization")) {
-		if h.enforce {
+		if !h.reportOnly {
 			h.creds.challenge(w.Header())
 			closeUnread(w, r)
 			return h.refuse(r, caddyhttp.Error(http.StatusUnauthorized, ErrBadCredentials))
@@ -98,7 +99,7 @@ func (h *Handler) screen(w http.ResponseWriter, r *http.Request, body *verifiedB
 // the body is read to be forwarded).
 func (h *Handler) checkUnsigned(w http.ResponseWriter, r *http.Request, body *verifiedBody, reason error, now time.Time) error {
 	probe, ok := h.reencoded(r, reason, now)
-	if !ok && h.enforce {
+	if !ok && !h.reportOnly {
 		return h.refuseUnsigned(w, r, reason)
 	}
 	hint := ""
@@ -111,12 +112,12 @@ func (h *Handler) checkUnsigned(w http.ResponseWriter, r *http.Request, body *ve
 			hint = encodingHint(reason, key)
 		}
 	} else if _, _, err := h.readVerified(w, r, providers.Signed{}, body, now, readOnly); err != nil {
-		return err
+		return err // a limit; the signature is not checked (errNotChecked)
 	}
 	body.key = -1
 	he := caddyhttp.Error(http.StatusUnauthorized, reason)
-	if h.enforce {
-		closeUnread(w, r)
+	if !h.reportOnly {
+		// the body was read whole: the connection can be kept
 		return h.refuseHint(r, he, hint)
 	}
 	body.fail(he, hint)
@@ -133,12 +134,11 @@ func (h *Handler) checkSigned(w http.ResponseWriter, r *http.Request, signed pro
 	}
 	if sigErr == nil {
 		body.key = key
-		h.metrics.countForm(body.signedForm())
 		return nil
 	}
-	hint := h.diagnose(signed, body.bytes(), now)
+	hint := h.diagnose(signed, body, now)
 	he := caddyhttp.Error(http.StatusUnauthorized, sigErr)
-	if h.enforce {
+	if !h.reportOnly {
 		return h.refuseHint(r, he, hint)
 	}
 	body.fail(he, hint)
@@ -190,11 +190,11 @@ const (
 // (and, for HMAC, the provider's alternate signed form when the raw body's
 // MAC fails); readProbe checks the raw body only (a re-encoded signature,
 // for a hint); readOnly only reads the body, to be forwarded with enforce
-// off. It returns the index
-// of the key that verified, or the reason the signature did not verify
-// (sigErr, not yet answered); err is a refusal already answered (a limit:
-// 413, 503, 408, 400). On error body may hold a buffer and a reservation:
-// the caller releases it.
+// off. It returns the index of the key that verified, or the reason the
+// signature did not verify (sigErr, not yet answered; errNotChecked in
+// readOnly mode); err is a refusal already answered (a limit: 413, 503,
+// 408, 400). On error body may hold a buffer and a reservation: the
+// caller releases it.
 //
 // For Ed25519, which needs the whole message, the body is read into a
 // buffer with room for the Prefix before it and the Suffix after it, and
@@ -253,7 +253,7 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, signed pr
 		body.hold(getBuf(head + tail)[:head], head)
 	}
 	if mode == readOnly {
-		return -1, nil, nil
+		return -1, errNotChecked, nil
 	}
 	for _, m := range macs {
 		if m != nil {
@@ -327,6 +327,10 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return h.serveQueue(w, r, body)
 	}
 	if body.failed != nil {
+		if h.Dedupe != nil {
+			repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			repl.Set(placeholderPrefix+"duplicate", "false")
+		}
 		return next.ServeHTTP(w, r)
 	}
 	if h.Dedupe != nil {
@@ -399,9 +403,7 @@ func (h *Handler) bodyError(w http.ResponseWriter, r *http.Request, err error) e
 // refuse counts and logs a refusal, built by caddyhttp.Error where it is
 // decided (so that Caddy's error trace points there), and returns it.
 func (h *Handler) refuse(r *http.Request, he caddyhttp.HandlerError) error {
-	h.metrics.count(outcomeOf(he.Err))
-	h.log(r, he.StatusCode, he.Err)
-	return he
+	return h.refuseHint(r, he, "")
 }
 
 // outcomes maps each refusal's reason to its metrics outcome.
@@ -457,24 +459,12 @@ func (h *Handler) logHint(r *http.Request, status int, reason error, hint string
 	if c == nil {
 		return
 	}
-	if hint == "" {
-		c.Write(
-			zap.String("provider", h.name),
-			zap.Int("status", status),
-			zap.String("reason", reason.Error()),
-			zap.String("client_ip", clientIP(r)),
-			zap.String("remote_addr", r.RemoteAddr),
-		)
-		return
+	fields := make([]zap.Field, 0, 6)
+	fields = append(fields, zap.String("provider", h.name), zap.Int("status", status), zap.String("reason", reason.Error()))
+	if hint != "" {
+		fields = append(fields, zap.String("hint", hint))
 	}
-	c.Write(
-		zap.String("provider", h.name),
-		zap.Int("status", status),
-		zap.String("reason", reason.Error()),
-		zap.String("hint", hint),
-		zap.String("client_ip", clientIP(r)),
-		zap.String("remote_addr", r.RemoteAddr),
-	)
+	c.Write(append(fields, zap.String("client_ip", clientIP(r)), zap.String("remote_addr", r.RemoteAddr))...)
 }
 
 // clientIP is the client's address as Caddy determined it for this

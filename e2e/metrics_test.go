@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -371,7 +370,7 @@ func checkLabels(t *testing.T, m metrics, ids []string) {
 				}
 			case "key":
 				// caddy_webhook_verify_key_matches_total: a configured secret's position
-				if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 16 {
+				if v != "1" { // every route here has one secret
 					t.Errorf("%s: key %q", s.name, v)
 				}
 			case "le":

@@ -7,7 +7,9 @@
 // Each case: provider (the handler's JSON), secrets (strings or
 // {"secret", "not_after"}), now (Unix seconds, the handler's clock),
 // headers, body, want (the outcome of caddy_webhook_verify_requests_total)
-// and hint: a phrase the log line's "hint" must contain, or "" for none.
+// and hint: a phrase the log line's "hint" must contain, or "" for none;
+// for a verified one, key (the secret that verified it) and form (the
+// signed form, when not the raw body).
 // Official inputs are reused where a sender published them (GitHub's docs
 // example, Standard Webhooks' library vector, RFC 8032 TEST 1).
 'use strict';
@@ -105,6 +107,49 @@ const add = (c) => cases.push(c);
   add({ name: 'hmac-hex-config-base64-sender', source: 'an hmac configuration with the wrong encoding', provider: { name: 'hmac', signatures: [{ header: 'X-Sig' }] }, secrets: [secret],
     headers: { 'X-Sig': [mac('sha256', secret, body).toString('base64')] }, body,
     want: 'malformed_signature', hint: 'the signature is base64 where this sender\'s are hex' });
+}
+{
+  // ECDSA P-256 (SendGrid): sendgrid-go's published vector, its key expired;
+  // the second key is the other one of senders/sendgrid.json
+  const sg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'senders', 'sendgrid.json'), 'utf8'));
+  const lib = sg.cases.find((c) => c.name === 'library-vector');
+  const other = [...new Set(sg.cases.flatMap((c) => c.keys || []))].find((k) => k.startsWith('MFkw') && k !== lib.keys[0]);
+  const pub = crypto.createPublicKey({ key: Buffer.from(lib.keys[0], 'base64'), format: 'der', type: 'spki' });
+  const ok = crypto.verify('sha256', Buffer.from(lib.headers['X-Twilio-Email-Event-Webhook-Timestamp'][0] + lib.body),
+    { key: pub, dsaEncoding: 'der' }, Buffer.from(lib.headers['X-Twilio-Email-Event-Webhook-Signature'][0], 'base64'));
+  if (!ok || !other) throw new Error('sendgrid library vector');
+  add({ name: 'sendgrid-expired-key', source: 'sendgrid-go\'s library vector (senders/sendgrid.json), its key (secret 2) expired a second before the clock', provider: { name: 'sendgrid' },
+    secrets: [other, { secret: lib.keys[0], not_after: '2020-05-06T18:06:06Z' }], now: lib.now,
+    headers: lib.headers, body: lib.body, want: 'bad_signature',
+    hint: 'the signature matches secret 2, which expired at 2020-05-06T18:06:06Z (not_after): the sender still signs with it' });
+  add({ name: 'sendgrid-key-before-expiry', source: 'the same, not_after a second after the clock: verified by secret 2', provider: { name: 'sendgrid' },
+    secrets: [other, { secret: lib.keys[0], not_after: '2020-05-06T18:06:08Z' }], now: lib.now,
+    headers: lib.headers, body: lib.body, want: 'verified', hint: '', key: '2' });
+}
+{
+  // Vev's stringify_fallback with an expired first secret: a pretty-printed
+  // body signed (over its JSON.stringify form) with the second secret
+  const old = 'vev-old-secret-44e1', cur = 'vev-new-secret-9b3c';
+  const body = JSON.stringify({ id: 'v_exp', hosting: 'h_1', event: 'PUBLISH', payload: { html: '<h1>Hi</h1>' } }, null, 2);
+  const signed = JSON.stringify(JSON.parse(body));
+  add({ name: 'vev-stringify-expired-first-key', source: 'a pretty-printed Vev PUBLISH signed over its stringify form with secret 2; secret 1 expired', provider: { name: 'vev', stringify_fallback: true },
+    secrets: [{ secret: old, not_after: '2026-01-01T00:00:00Z' }, cur], now: 1790000000,
+    headers: { 'Content-Type': ['application/json'], 'X-Vev-Signature': ['sha512=' + mac('sha512', cur, signed).toString('hex')] }, body,
+    want: 'verified', hint: '', key: '2', form: 'stringify' });
+  add({ name: 'vev-stringify-expired-key-used', source: 'the same signed with the expired secret 1: refused, no hint (the hints check the raw body)', provider: { name: 'vev', stringify_fallback: true },
+    secrets: [{ secret: old, not_after: '2026-01-01T00:00:00Z' }, cur], now: 1790000000,
+    headers: { 'Content-Type': ['application/json'], 'X-Vev-Signature': ['sha512=' + mac('sha512', old, signed).toString('hex')] }, body,
+    want: 'bad_signature', hint: '' });
+}
+{
+  // the hint names the right secret when several are configured
+  const secret = "It's a Secret to Everybody", body = 'Hello, World!';
+  add({ name: 'github-base64-second-secret', source: 'GitHub docs example as base64, the secret configured second', provider: { name: 'github' }, secrets: ['another-secret-0', secret],
+    headers: { 'X-Hub-Signature-256': ['sha256=' + mac('sha256', secret, body).toString('base64')] }, body, want: 'malformed_signature',
+    hint: 'the signature is base64 where this sender\'s are hex; read as hex it matches secret 2: the sender (or the hmac configuration\'s encoding) is wrong' });
+  add({ name: 'github-newline-second-secret', source: 'GitHub docs example with a newline added, the secret configured second', provider: { name: 'github' }, secrets: ['another-secret-0', secret],
+    headers: { 'X-Hub-Signature-256': ['sha256=' + mac('sha256', secret, body).toString('hex')] }, body: body + '\n', want: 'bad_signature',
+    hint: 'the signature matches the body without its trailing newline (secret 2): something added a newline after the sender signed' });
 }
 // --- a trailing newline -------------------------------------------------------
 {
