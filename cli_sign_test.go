@@ -292,9 +292,25 @@ func csTimes(c svCase) []time.Time {
 
 // csTokens splits a header value into its lower-case items, so that a
 // signature Sign writes alone is found in a vector's list (rotation: two
-// v1 values; hex in either case).
+// v1 values; hex in either case). Items are separated by spaces or ";"
+// (Standard Webhooks' "v1,<sig> v1,<sig>"), and by "," only between
+// key=value pairs (Stripe's "t=…,v1=…"): "v1,<sig>" stays one item, so
+// a Sign that dropped its "v1," would not match.
 func csTokens(v string) []string {
-	return strings.FieldsFunc(strings.ToLower(v), func(r rune) bool { return r == ' ' || r == ',' || r == ';' })
+	var out []string
+	for _, item := range strings.FieldsFunc(strings.ToLower(v), func(r rune) bool { return r == ' ' || r == ';' }) {
+		parts := strings.Split(item, ",")
+		pairs := true
+		for _, p := range parts {
+			pairs = pairs && strings.Contains(p, "=")
+		}
+		if pairs && len(parts) > 1 {
+			out = append(out, parts...)
+		} else {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // csMatches reports whether every header Sign wrote is in the vector's

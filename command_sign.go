@@ -4,16 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"net/textproto"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,7 +106,7 @@ func cmdWebhookSign(fl caddycmd.Flags, args []string) (int, error) {
 	}
 	if verb == "sign" {
 		if f := fl.String("write-body"); f != "" {
-			if err := os.WriteFile(f, d.body, 0o644); err != nil {
+			if err := os.WriteFile(f, d.body, 0o600); err != nil { // a delivery may hold personal data
 				return exitCannot, err
 			}
 		}
@@ -160,21 +166,23 @@ func providerJSON(s string) (json.RawMessage, error) {
 }
 
 // readSecret reads the secret from the environment or a file, never from
-// an argument. The value never appears in an error.
+// an argument. The value never appears in an error, and neither does what
+// was given to the flag unless it looks like a variable's name (a user who
+// typed the secret itself in its place must not see it echoed) or the
+// file exists.
 func readSecret(env, file string) (string, error) {
 	switch {
 	case env != "" && file != "":
 		return "", errors.New("give the secret once: --secret-env or --secret-file, not both")
 	case env != "":
-		v, ok := os.LookupEnv(env)
-		if !ok || v == "" {
-			return "", fmt.Errorf("--secret-env %s: the environment variable is not set or empty: export it first", env)
-		}
-		return v, nil
+		return readEnv("--secret-env", env)
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("--secret-file: %v", err)
+			if errors.Is(err, fs.ErrNotExist) {
+				return "", errors.New("--secret-file: no such file (give the path of a file that holds the secret)")
+			}
+			return "", fmt.Errorf("--secret-file: cannot read it: %v", errors.Unwrap(err))
 		}
 		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 		if v == "" {
@@ -185,13 +193,44 @@ func readSecret(env, file string) (string, error) {
 	return "", errors.New("no secret: give --secret-env VAR (an environment variable's name) or --secret-file FILE; secrets are never taken as arguments")
 }
 
-// parseTime reads an RFC 3339 time or unix seconds.
+// envName is what an environment variable's name conventionally looks
+// like. Only such a name is repeated in an error: a secret given in its
+// place (Stripe's whsec_… would pass a laxer pattern) never is.
+var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,63}$`)
+
+// readEnv reads the environment variable name given to flag.
+func readEnv(flag, name string) (string, error) {
+	if !envName.MatchString(name) {
+		return "", fmt.Errorf("%s takes an environment variable's NAME in capitals (such as WEBHOOK_SECRET), not its value; what was given is not such a name and is not repeated here", flag)
+	}
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return "", fmt.Errorf("%s %s: the environment variable is not set or empty: export it first", flag, name)
+	}
+	return v, nil
+}
+
+// publicKeyText writes a public key as the senders show it: Ed25519 in
+// hex (Discord), others as base64 PKIX DER (SendGrid).
+func publicKeyText(pub crypto.PublicKey) string {
+	if k, ok := pub.(ed25519.PublicKey); ok {
+		return hex.EncodeToString(k)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "(unprintable)"
+	}
+	return base64.StdEncoding.EncodeToString(der)
+}
+
+// parseTime reads an RFC 3339 time or unix seconds; by default, now, in
+// UTC (what senders that sign a date write).
 func parseTime(flag, s string) (time.Time, error) {
 	if s == "" {
-		return time.Now(), nil
+		return time.Now().UTC(), nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Unix(n, 0), nil
+		return time.Unix(n, 0).UTC(), nil
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
@@ -256,6 +295,13 @@ func signDelivery(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage
 	if err != nil {
 		return delivery{}, fmt.Errorf("the secret: %v", err)
 	}
+	if pd, ok := p.(providers.PublicKeyDecoder); ok && pd.PublicKeys() {
+		// a public key of 64 hex digits reads as an Ed25519 seed too: say
+		// which key pair signs, so that a mistaken key shows
+		if priv, err := providers.ParsePrivateKey(secret); err == nil {
+			fmt.Fprintf(os.Stderr, "note: signing with the private key whose public key is %s: the route must be configured with that public key\n", publicKeyText(priv.Public()))
+		}
+	}
 	sh, err := signer.Sign(providers.SignRequest{Body: d.body, Time: now, ID: id, Header: d.header, Sign: key})
 	if err != nil {
 		return delivery{}, fmt.Errorf("signing: %v", err)
@@ -277,7 +323,11 @@ func parseHeaders(fl caddycmd.Flags) (http.Header, error) {
 		name, val, ok := strings.Cut(v, ":")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			return nil, fmt.Errorf("--header %q: write 'Name: value'", v)
+			return nil, errors.New("--header: write 'Name: value'")
+		}
+		switch textproto.CanonicalMIMEHeaderKey(name) {
+		case "Authorization", "Proxy-Authorization", "Cookie":
+			return nil, fmt.Errorf("--header %s: credentials are never taken as arguments: use --bearer-env or --basic-env", name)
 		}
 		h.Add(name, textproto.TrimString(val))
 	}
@@ -322,17 +372,21 @@ func cliSend(fl caddycmd.Flags, url string, d delivery) (int, error) {
 	for k, v := range d.header {
 		req.Header[k] = v
 	}
+	if host := d.header.Get("Host"); host != "" {
+		req.Host = host // Go's client sends req.Host, not a Host header
+		req.Header.Del("Host")
+	}
 	if env := fl.String("bearer-env"); env != "" {
-		tok, err := readSecret(env, "")
+		tok, err := readEnv("--bearer-env", env)
 		if err != nil {
-			return exitCannot, fmt.Errorf("--bearer-env: %v", err)
+			return exitCannot, err
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	if env := fl.String("basic-env"); env != "" {
-		v, err := readSecret(env, "")
+		v, err := readEnv("--basic-env", env)
 		if err != nil {
-			return exitCannot, fmt.Errorf("--basic-env: %v", err)
+			return exitCannot, err
 		}
 		user, pass, ok := strings.Cut(v, ":")
 		if !ok {
@@ -355,14 +409,19 @@ func cliSend(fl caddycmd.Flags, url string, d delivery) (int, error) {
 		return exitCannot, err
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20+1))
 	if err != nil {
 		return exitCannot, fmt.Errorf("reading the answer: %v", err)
 	}
+	truncated := len(body) > 1<<20
+	body = body[:min(len(body), 1<<20)]
 	fmt.Printf("%s %s\n", res.Proto, res.Status)
 	_, _ = os.Stdout.Write(body)
 	if len(body) > 0 && body[len(body)-1] != '\n' {
 		fmt.Println()
+	}
+	if truncated {
+		fmt.Fprintln(os.Stderr, "note: the answer was cut after 1 MiB")
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		return exitNegative, nil
@@ -374,6 +433,9 @@ func cliSend(fl caddycmd.Flags, url string, d delivery) (int, error) {
 // the secret to the handler as {env.*}, exactly as read (no placeholder in
 // the secret itself is ever expanded).
 const cliSecretEnv = "CADDY_WEBHOOK_VERIFY_CLI_SECRET"
+
+// reHTTP2Line is the version of an HTTP/2 or HTTP/3 request line.
+var reHTTP2Line = regexp.MustCompile(`(?m)\A[A-Z]+ \S+( HTTP/[23](\.0)?)\r?$`)
 
 // cliVerify runs the captured request through a real, provisioned handler.
 func cliVerify(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, secret string) (int, error) {
@@ -389,6 +451,13 @@ func cliVerify(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, s
 	if err != nil {
 		return exitCannot, fmt.Errorf("--request-file: %v", err)
 	}
+	raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf")) // a BOM an editor added
+	// a request line as curl -v or a browser shows an HTTP/2 or HTTP/3
+	// request: read as HTTP/1.1 (the head is the same)
+	if m := reHTTP2Line.FindSubmatchIndex(raw); m != nil {
+		raw = append(append(append([]byte(nil), raw[:m[2]]...), " HTTP/1.1"...), raw[m[3]:]...)
+		fmt.Fprintln(os.Stderr, "note: an HTTP/2 or HTTP/3 request line, read as HTTP/1.1; the body is what Content-Length says")
+	}
 	src := bytes.NewReader(raw)
 	br := bufio.NewReader(src)
 	r, err := http.ReadRequest(br)
@@ -397,7 +466,10 @@ func cliVerify(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, s
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return exitCannot, fmt.Errorf("--request-file %s: the body: %v", file, err)
+		if len(r.TransferEncoding) > 0 {
+			return exitCannot, fmt.Errorf("--request-file %s: the body is not chunked although Transfer-Encoding says so (%v): if the capturing tool decoded it, replace Transfer-Encoding with Content-Length", file, err)
+		}
+		return exitCannot, fmt.Errorf("--request-file %s: Content-Length says %d bytes, fewer follow the head (%v)", file, r.ContentLength, err)
 	}
 	if rest := raw[len(raw)-br.Buffered()-src.Len():]; len(bytes.TrimSpace(rest)) > 0 {
 		if r.Header.Get("Content-Length") == "" && len(r.TransferEncoding) == 0 {
@@ -406,6 +478,13 @@ func cliVerify(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, s
 			fmt.Fprintf(os.Stderr, "note: %d bytes after the request's body were ignored: the body is what Content-Length (%d) or the chunked encoding says\n", len(rest), r.ContentLength)
 		}
 	}
+	// the hints treat the body as declared (a chunked one is not
+	// probed for an encoding hint): what the sender sent in chunks is
+	// checked as the same bytes with their length
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	r.Header.Del("Transfer-Encoding")
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.RemoteAddr = "capture"
 
@@ -413,12 +492,22 @@ func cliVerify(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, s
 		return exitCannot, err
 	}
 	defer os.Unsetenv(cliSecretEnv)
-	cfg, _ := json.Marshal(map[string]any{"provider": provider, "secrets": []string{"{env." + cliSecretEnv + "}"}})
+	// a capture as large as the gateway may take (example.Caddyfile
+	// allows 20 MiB for Vev): the size limit is the gateway's setting,
+	// not what this command checks
+	maxBody := min(max(int64(len(body)), DefaultMaxBodySize), maxMaxBodySize)
+	cfg, _ := json.Marshal(map[string]any{"provider": provider, "secrets": []string{"{env." + cliSecretEnv + "}"},
+		"max_body_size": maxBody, "max_inflight_bytes": max(maxBody, DefaultMaxInflightBytes)})
+	if r.Header.Get("Authorization") != "" {
+		fmt.Fprintln(os.Stderr, "note: the request's Authorization header (the endpoint's credentials) is not checked here; only the signature is")
+	}
 	var h Handler
 	if err := json.Unmarshal(cfg, &h); err != nil {
 		return exitCannot, err
 	}
-	if err := h.Provision(ctx); err != nil {
+	err = h.Provision(ctx)
+	os.Unsetenv(cliSecretEnv) // read: not left in this process's environment
+	if err != nil {
 		return exitCannot, err
 	}
 	if err := h.Validate(); err != nil {

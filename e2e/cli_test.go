@@ -388,6 +388,28 @@ func TestCLIVerify(t *testing.T) {
 		t.Errorf("a plain wrong secret got a hint:\n%s", r.stdout)
 	}
 
+	// a chunked capture gets the same encoding hint
+	b64head, _ := splitRequest(t, b64)
+	b64head = strings.Replace(b64head, "Content-Length: "+strconv.Itoa(len(body)), "Transfer-Encoding: chunked", 1)
+	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file",
+		save("b64-chunked.http", fmt.Appendf(nil, "%s\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", b64head, len(body), body))).
+		want(t, 2, "hint: the signature is base64 where this sender's are hex")
+	// an HTTP/2 request line, as curl -v shows it, is read as HTTP/1.1
+	h2 := bytes.Replace(viv, []byte(" HTTP/1.1\r\n"), []byte(" HTTP/2\r\n"), 1)
+	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("h2.http", h2)).
+		want(t, 0, "verified (key 1)", "note: an HTTP/2 or HTTP/3 request line")
+	// bytes after the body are reported, not verified
+	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("junk.http", append(append([]byte(nil), viv...), "junk after"...))).
+		want(t, 0, "verified (key 1)", "note: 10 bytes after the request's body were ignored")
+	// a secret given in place of the variable's name is not echoed (cli
+	// fails the test if any output holds one), nor is a credential taken
+	// as a header
+	for _, v := range []string{cliVivSecret, cliStripeSecret} {
+		cli(t, "verify", "--provider", "vivreal", "--secret-env", v, "--request-file", good).want(t, 1, "not its value")
+	}
+	cli(t, "sign", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--ping", "--header", "Authorization: Bearer "+cliVevToken).
+		want(t, 1, "credentials are never taken as arguments")
+
 	// no signature at all
 	noSig := bytes.Replace(viv, []byte("X-Vivreal-Signature"), []byte("X-Other-Signature"), 1)
 	cli(t, "verify", "--provider", "vivreal", "--secret-env", "CLI_VIV_SECRET", "--request-file", save("nosig.http", noSig)).
