@@ -97,6 +97,9 @@ func cmdWebhook(fl caddycmd.Flags) (int, error) {
 	if len(args) < 2 || args[0] != "queue" {
 		return caddy1(fmt.Errorf("usage: caddy webhook queue list|events|show|replay|discard|pause|resume|backup [<queue>] [<id>|<file>], or caddy webhook sign|send <url>|verify (caddy help webhook)"))
 	}
+	if err := checkVerbFlags(fl, "queue"); err != nil {
+		return caddy1(err)
+	}
 	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
 	if err != nil {
 		return caddy1(err)

@@ -122,14 +122,17 @@ var verbFlags = map[string][]string{
 	"sign":   {"provider", "secret-env", "secret-file", "body-file", "ping", "write-body", "header", "id", "time"},
 	"send":   {"provider", "secret-env", "secret-file", "body-file", "ping", "header", "id", "time", "bearer-env", "basic-env", "insecure", "ca-file", "timeout"},
 	"verify": {"provider", "secret-env", "secret-file", "request-file", "at"},
+	"queue":  {"address", "config", "adapter", "state", "limit", "body"},
 }
 
 // checkVerbFlags refuses a flag given to a verb that does not take it.
 func checkVerbFlags(fl caddycmd.Flags, verb string) error {
-	all := []string{"address", "config", "adapter", "state", "limit", "body"} // the queue's
+	var all []string
 	for _, names := range verbFlags {
 		all = append(all, names...)
 	}
+	slices.Sort(all) // the first wrong flag in name order, whatever the map's
+	all = slices.Compact(all)
 	for _, name := range all {
 		if fl.Lookup(name) != nil && fl.Changed(name) && !slices.Contains(verbFlags[verb], name) {
 			return fmt.Errorf("--%s does not apply to caddy webhook %s (it takes --%s)", name, verb, strings.Join(verbFlags[verb], ", --"))

@@ -299,22 +299,19 @@ func (h *Handler) provisionKeys(repl *caddy.Replacer) (*keyring, error) {
 			return nil, fmt.Errorf("%s: %v", h.name, err)
 		}
 		raw = append(raw, v)
-		switch kd, ok := h.provider.(providers.KeyDecoder); {
-		case public:
+		if public {
 			pub, err := pd.PublicKey(v)
 			if err != nil {
 				return nil, fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
 			}
 			pubs = append(pubs, pub)
-		case ok:
-			key, err := kd.Key(v)
-			if err != nil {
-				return nil, fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
-			}
-			keys = append(keys, key)
-		default:
-			keys = append(keys, []byte(v))
+			continue
 		}
+		key, err := providers.HMACKey(h.provider, v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: secret %d: %v", h.name, i+1, err)
+		}
+		keys = append(keys, key)
 	}
 	k := newKeyring(keys)
 	if public {

@@ -88,12 +88,9 @@ func KeySigner(p Provider, secret string) (SignFunc, error) {
 		}
 		return privateKeySigner(priv), nil
 	}
-	key := []byte(secret)
-	if kd, ok := p.(KeyDecoder); ok {
-		var err error
-		if key, err = kd.Key(secret); err != nil {
-			return nil, err
-		}
+	key, err := HMACKey(p, secret)
+	if err != nil {
+		return nil, err
 	}
 	if len(key) == 0 {
 		return nil, errors.New("the secret is empty")
@@ -109,6 +106,17 @@ func KeySigner(p Provider, secret string) (SignFunc, error) {
 		m.Write(msg)
 		return m.Sum(nil), nil
 	}, nil
+}
+
+// HMACKey is the HMAC key of a configured secret for p: decoded by the
+// sender's KeyDecoder when it has one (Standard Webhooks' whsec_…), else
+// the secret's bytes. The handler and KeySigner both use it, so a secret
+// signs exactly as it verifies.
+func HMACKey(p Provider, secret string) ([]byte, error) {
+	if kd, ok := p.(KeyDecoder); ok {
+		return kd.Key(secret)
+	}
+	return []byte(secret), nil
 }
 
 func privateKeySigner(priv crypto.Signer) SignFunc {

@@ -10,10 +10,13 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -163,4 +166,39 @@ func FuzzParsePrivateKey(f *testing.F) {
 			t.Fatalf("a %T key", k)
 		}
 	})
+}
+
+// Every sender's Ping is JSON (each of these senders posts JSON), and Sign
+// leaves the request's header as it was given (it returns the headers to
+// add; the CLI and the round-trip tests rely on it).
+func TestPingIsJSONAndSignKeepsTheHeader(t *testing.T) {
+	for _, mi := range caddy.GetModules(providers.Namespace) {
+		if mi.ID.Name() == "hmac" {
+			continue // needs its configuration: covered by the round-trip tests
+		}
+		s, ok := mi.New().(providers.Signer)
+		if !ok {
+			continue // TestEverySenderIsASigner
+		}
+		body, hdr := s.Ping(time.Unix(1700000000, 0).UTC(), "evt_ping_test")
+		if !json.Valid(body) {
+			t.Errorf("%s: Ping's body is not JSON: %q", mi.ID.Name(), body)
+		}
+		before := hdr.Clone()
+		fixed := func(scheme providers.Scheme, h crypto.Hash, _ []byte) ([]byte, error) {
+			switch scheme {
+			case providers.SchemeEd25519:
+				return make([]byte, ed25519.SignatureSize), nil
+			case providers.SchemeECDSAP256SHA256:
+				return []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01}, nil
+			}
+			return make([]byte, h.Size()), nil
+		}
+		if _, err := s.Sign(providers.SignRequest{Body: body, Time: time.Unix(1700000000, 0), ID: "evt_ping_test", Header: hdr, Sign: fixed}); err != nil {
+			t.Errorf("%s: Sign: %v", mi.ID.Name(), err)
+		}
+		if !reflect.DeepEqual(hdr, before) {
+			t.Errorf("%s: Sign changed the request's header: %v, was %v", mi.ID.Name(), hdr, before)
+		}
+	}
 }
