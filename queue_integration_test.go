@@ -259,6 +259,8 @@ type qiEv struct {
 	LastError   string    `json:"last_error"`
 	Replays     int       `json:"replays"`
 	Size        int64     `json:"size"`
+	Unverified  bool      `json:"unverified"`
+	Key         int       `json:"key"`
 	Body        *[]byte   `json:"body"`
 }
 

@@ -220,6 +220,20 @@ http://localhost:9080 {
 	if len(verified) != 2 || !(verified[0] == "false" && verified[1] == "true" || verified[0] == "true" && verified[1] == "false") {
 		t.Errorf("delivered with X-Verified %q, want one false and one true", verified)
 	}
+	// the admin API shows which is which: the forgery under a generated
+	// id, unverified; the genuine event under its own, with its key
+	var forgedSeen, genuineSeen bool
+	for _, ev := range qiEvents(t, "roq", "") {
+		switch {
+		case ev.ID == id && !ev.Unverified && ev.Key == 1 && !ev.GeneratedID:
+			genuineSeen = true
+		case ev.ID != id && ev.Unverified && ev.Key == 0 && ev.GeneratedID:
+			forgedSeen = true
+		}
+	}
+	if !forgedSeen || !genuineSeen {
+		t.Errorf("admin events: forged (unverified, generated id) seen %v, genuine (key 1) seen %v: %+v", forgedSeen, genuineSeen, qiEvents(t, "roq", ""))
+	}
 	// each request counted once: the forgery as a bad signature (not
 	// enforced), the genuine event as queued
 	after := qiMetrics(t)
