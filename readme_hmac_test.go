@@ -3,7 +3,6 @@ package webhookverify_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -22,23 +21,7 @@ import (
 // lists exactly the provider's options (one per JSON field, each one the
 // parser takes), and its worked configurations adapt and provision.
 
-func rhSection(t *testing.T) string {
-	t.Helper()
-	raw, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(raw)
-	i := strings.Index(s, "\n## The `hmac` provider\n")
-	if i < 0 {
-		t.Fatal("the README has no \"The `hmac` provider\" section")
-	}
-	s = s[i+1:]
-	if j := strings.Index(s, "\n## "); j >= 0 {
-		s = s[:j]
-	}
-	return s
-}
+func rhSection(t *testing.T) string { return readmeSection(t, "The `hmac` provider") }
 
 func rhBlocks(t *testing.T, lang string) []string {
 	t.Helper()

@@ -2,7 +2,6 @@ package webhookverify_test
 
 import (
 	"encoding/json"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,23 +14,7 @@ import (
 )
 
 // rsSection returns the README's "## Senders" section.
-func rsSection(t *testing.T) string {
-	t.Helper()
-	raw, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(raw)
-	i := strings.Index(s, "\n## Senders\n")
-	if i < 0 {
-		t.Fatal("the README has no Senders section")
-	}
-	s = s[i+1:]
-	if j := strings.Index(s, "\n## "); j >= 0 {
-		s = s[:j]
-	}
-	return s
-}
+func rsSection(t *testing.T) string { return readmeSection(t, "Senders") }
 
 // The Senders table lists exactly the registered senders.
 func TestREADMESendersTableListsEverySender(t *testing.T) {
