@@ -40,7 +40,7 @@ func csProvider(t *testing.T, raw json.RawMessage) (providers.Provider, provider
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
-	holder := providerHolder{ProviderRaw: raw}
+	holder := Handler{ProviderRaw: raw}
 	mod, err := ctx.LoadModule(&holder, "ProviderRaw")
 	if err != nil {
 		t.Fatalf("provider %s: %v", raw, err)

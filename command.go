@@ -201,7 +201,8 @@ func decodeBodyField(out []byte) []byte {
 	return buf.Bytes()
 }
 
-func caddy1(err error) (int, error) { return 1, err }
+// caddy1 is a queue verb's failure: the command could not run.
+func caddy1(err error) (int, error) { return exitCannot, err }
 
 // writeBackup writes the backup to file, through a temporary file renamed
 // into place once complete.

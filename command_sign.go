@@ -242,11 +242,6 @@ func parseTime(flag, s string) (time.Time, error) {
 	return t, nil
 }
 
-// providerHolder loads a provider module as the handler does.
-type providerHolder struct {
-	ProviderRaw json.RawMessage `json:"provider,omitempty" caddy:"namespace=http.webhook_verify.providers inline_key=name"`
-}
-
 // delivery is a signed request: its body and all its headers.
 type delivery struct {
 	body   []byte
@@ -257,7 +252,7 @@ type delivery struct {
 // event (or --body-file), the --header extras, then the signature headers
 // of the sender's Sign under the secret.
 func signDelivery(ctx caddy.Context, fl caddycmd.Flags, provider json.RawMessage, secret string) (delivery, error) {
-	holder := providerHolder{ProviderRaw: provider}
+	holder := Handler{ProviderRaw: provider} // loaded by the handler's own field, as Provision loads it
 	mod, err := ctx.LoadModule(&holder, "ProviderRaw")
 	if err != nil {
 		return delivery{}, fmt.Errorf("--provider: %v", err)
