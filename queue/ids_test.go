@@ -1,0 +1,392 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The id index (ids.go): ids of new events in memory, merged into the
+// file's tree every MergeIDs events. The model and contract tests run with
+// a merge every 5 events across crashes and reopens; the tests below
+// cover what they cannot reach: a failed commit, a reader whose
+// transaction spans a merge, and the cost the index exists to cut.
+
+func openMerge(t *testing.T, path string, every int) (*Store, *Queue) {
+	t.Helper()
+	s, err := Open(path, Options{LockTimeout: 2 * time.Second, MergeIDs: every})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	q, err := s.Queue("q")
+	if err != nil {
+		t.Fatalf("Queue: %v", err)
+	}
+	return s, q
+}
+
+var idsNow = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+
+func enqueueID(q *Queue, id string) (EnqueueResult, error) {
+	ev := &Event{ID: id, Provider: "vev", Method: "POST", URI: "/", ReceivedAt: idsNow, Body: []byte("body of " + id)}
+	return q.Enqueue(ev, Limits{MaxEvents: 1 << 20, MaxBytes: 1 << 40})
+}
+
+func mustEnqueue(t *testing.T, q *Queue, id string) {
+	t.Helper()
+	res, err := enqueueID(q, id)
+	if err != nil || res.Duplicate {
+		t.Fatalf("Enqueue(%s) = %+v, %v; want stored", id, res, err)
+	}
+}
+
+// failingBatch runs the calls in one group commit together with an
+// operation that fails it, as a write error of the disk would: the
+// committer is held in a transaction until they all wait.
+func failingBatch(t *testing.T, s *Store, calls ...func() error) []error {
+	t.Helper()
+	entered, release := make(chan struct{}), make(chan struct{})
+	hold := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error {
+		close(entered)
+		<-release
+		return nil
+	}}
+	s.ops <- hold
+	<-entered
+	errs := make([]error, len(calls))
+	done := make(chan struct{})
+	for i, call := range calls {
+		go func() {
+			errs[i] = call()
+			done <- struct{}{}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.ops) < len(calls) {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("only %d of %d writes reached the committer", len(s.ops), len(calls))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fail := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error { return errors.New("injected write failure") }}
+	s.ops <- fail
+	close(release)
+	for range calls {
+		<-done
+	}
+	if err := <-hold.done; err != nil {
+		t.Fatalf("held transaction: %v", err)
+	}
+	if err := <-fail.done; err == nil {
+		t.Fatalf("the failing operation's commit succeeded")
+	}
+	return errs
+}
+
+// TestIDsAfterFailedCommit: a commit that fails after its operations
+// changed the ids in memory (an append noted, a discard forgotten, a
+// merge written) leaves nothing of them behind: the index is read back
+// from the file before the next commit.
+func TestIDsAfterFailedCommit(t *testing.T) {
+	for _, every := range []int{3, 1000} {
+		t.Run(fmt.Sprintf("merge every %d", every), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "queue.db")
+			s, q := openMerge(t, path, every)
+			mustEnqueue(t, q, "a")
+			mustEnqueue(t, q, "b")
+			// fails: discard of a, a new c, a new d (with every 3, the
+			// commit also merges)
+			errs := failingBatch(t, s,
+				func() error { return q.Discard("a") },
+				func() error { _, err := enqueueID(q, "c"); return err },
+				func() error { _, err := enqueueID(q, "d"); return err },
+			)
+			for i, err := range errs {
+				if !errors.Is(err, ErrStore) {
+					t.Fatalf("call %d of the failed commit: %v, want ErrStore", i, err)
+				}
+			}
+			check := func(when string) {
+				t.Helper()
+				// a and b: stored, found, duplicates
+				for _, id := range []string{"a", "b"} {
+					if ev, err := q.Get(id, true); err != nil || string(ev.Body) != "body of "+id {
+						t.Fatalf("%s: Get(%s) = %v, %v; want the stored event", when, id, ev, err)
+					}
+					if res, err := enqueueID(q, id); err != nil || !res.Duplicate {
+						t.Fatalf("%s: Enqueue(%s) again = %+v, %v; want a duplicate", when, id, res, err)
+					}
+				}
+			}
+			check("after the failed commit")
+			if got := q.Counts().Pending; got != 2 {
+				t.Fatalf("after the failed commit: %d pending, want 2", got)
+			}
+			// c and d were not stored: they are new now
+			mustEnqueue(t, q, "c")
+			mustEnqueue(t, q, "d")
+			if err := q.Discard("a"); err != nil {
+				t.Fatalf("Discard(a): %v", err)
+			}
+			if _, err := q.Get("a", false); !errors.Is(err, ErrUnknown) {
+				t.Fatalf("Get(a) after its discard: %v, want ErrUnknown", err)
+			}
+			for range 2 {
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				s, q = openMerge(t, path, every)
+				for _, id := range []string{"b", "c", "d"} {
+					if res, err := enqueueID(q, id); err != nil || !res.Duplicate {
+						t.Fatalf("after a reopen: Enqueue(%s) = %+v, %v; want a duplicate", id, res, err)
+					}
+				}
+				if _, err := q.Get("a", false); !errors.Is(err, ErrUnknown) {
+					t.Fatalf("after a reopen: Get(a) = %v, want ErrUnknown", err)
+				}
+				mustEnqueue(t, q, fmt.Sprintf("e%d", q.Counts().Pending))
+			}
+		})
+	}
+}
+
+// genIDs is every generation of the queue's ids in the transaction: its
+// key (the highest seq it covers) → its ids.
+func genIDs(t *testing.T, tx *bolt.Tx, q *Queue) map[uint64][]string {
+	t.Helper()
+	ids := q.buckets(tx).ids
+	out := map[uint64][]string{}
+	err := ids.ForEach(func(k, v []byte) error {
+		if v != nil {
+			return fmt.Errorf("a flat key %q in ids", k)
+		}
+		gen := binary.BigEndian.Uint64(k)
+		out[gen] = []string{}
+		return ids.Bucket(k).ForEach(func(id, _ []byte) error {
+			out[gen] = append(out[gen], string(id))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func storeGens(t *testing.T, s *Store, q *Queue) map[uint64][]string {
+	t.Helper()
+	var out map[uint64][]string
+	if err := s.view(func(tx *bolt.Tx) error { out = genIDs(t, tx, q); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestIDsReaderAcrossMerge: a read transaction begun before a merge
+// finds, after it, the ids the merge moved out of memory (its snapshot
+// does not have their generation).
+func TestIDsReaderAcrossMerge(t *testing.T) {
+	s, q := openMerge(t, filepath.Join(t.TempDir(), "queue.db"), 3)
+	mustEnqueue(t, q, "x1")
+	mustEnqueue(t, q, "x2")
+	s.mu.RLock()
+	tx, err := s.db.Begin(false)
+	s.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	mustEnqueue(t, q, "x3") // the third: merged in this commit
+	if n := q.ids.size(); n != 0 {
+		t.Fatalf("%d ids in memory after the merge, want 0", n)
+	}
+	if g := genIDs(t, tx, q); len(g) != 0 {
+		t.Fatalf("the reader's snapshot already has generations %v: the test does not test the merge", g)
+	}
+	b := q.buckets(tx)
+	for _, id := range []string{"x1", "x2"} {
+		if _, rec := b.lookup([]byte(id)); rec == nil {
+			t.Fatalf("a reader from before the merge does not find %s", id)
+		}
+	}
+	_ = tx.Rollback()
+	if g := storeGens(t, s, q); !reflect.DeepEqual(g, map[uint64][]string{3: {"x1", "x2", "x3"}}) {
+		t.Fatalf("generations after the merge: %v, want {3: x1 x2 x3}", g)
+	}
+}
+
+// TestIDsGenerations: ids go into generations of MergeIDs, sorted; a
+// generation emptied by discards and purges is dropped, in the file and
+// in memory; every id is found, in memory or in its generation, before
+// and after a reopen; and a deleted id is not.
+func TestIDsGenerations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	s, q := openMerge(t, path, 4)
+	var ids []string
+	for i := range 10 {
+		id := fmt.Sprintf("id-%02d-%x", i, (i*7919)%97)
+		ids = append(ids, id)
+		mustEnqueue(t, q, id)
+	}
+	want := map[uint64][]string{4: slices.Sorted(slices.Values(ids[:4])), 8: slices.Sorted(slices.Values(ids[4:8]))}
+	if g := storeGens(t, s, q); !reflect.DeepEqual(g, want) {
+		t.Fatalf("generations: %v, want %v", g, want)
+	}
+	if n := q.ids.size(); n != 2 {
+		t.Fatalf("%d ids in memory, want the last 2", n)
+	}
+	gone := map[string]bool{}
+	// empty the first generation: 3 discards, and the 4th delivered and purged
+	for _, id := range ids[:3] {
+		if err := q.Discard(id); err != nil {
+			t.Fatalf("Discard(%s): %v", id, err)
+		}
+		gone[id] = true
+	}
+	if err := q.Complete(ids[3], Outcome{Delivered: true, At: idsNow, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.Purge(idsNow.Add(2 * time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want 1", n, err)
+	}
+	gone[ids[3]] = true
+	// and one id of the second generation, one in memory
+	for _, id := range []string{ids[5], ids[9]} {
+		if err := q.Discard(id); err != nil {
+			t.Fatalf("Discard(%s): %v", id, err)
+		}
+		gone[id] = true
+	}
+	second := slices.DeleteFunc(slices.Clone(want[8]), func(id string) bool { return id == ids[5] })
+	if g := storeGens(t, s, q); !reflect.DeepEqual(g, map[uint64][]string{8: second}) {
+		t.Fatalf("generations after the deletes: %v, want {8: %v}", g, second)
+	}
+	q.ids.mu.RLock()
+	nGens := len(q.ids.gens)
+	q.ids.mu.RUnlock()
+	if nGens != 1 {
+		t.Fatalf("%d generations in memory, want 1", nGens)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, id := range ids {
+			ev, err := q.Get(id, false)
+			if gone[id] {
+				if !errors.Is(err, ErrUnknown) {
+					t.Fatalf("%s: Get(%s) = %v, %v; want ErrUnknown", when, id, ev, err)
+				}
+				continue
+			}
+			if err != nil || ev.ID != id {
+				t.Fatalf("%s: Get(%s) = %v, %v", when, id, ev, err)
+			}
+			if res, err := enqueueID(q, id); err != nil || !res.Duplicate {
+				t.Fatalf("%s: Enqueue(%s) again = %+v, %v; want a duplicate", when, id, res, err)
+			}
+		}
+	}
+	check("open")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, q = openMerge(t, path, 4)
+	check("reopened")
+	// the gone ids are new again
+	for id := range gone {
+		mustEnqueue(t, q, id)
+	}
+}
+
+// TestIDsFlatIndex: a file whose ids are kept in ids itself (id → seq, as
+// written before generations, without ids_through) opens with them moved
+// into one generation, and every event is found and deduplicated.
+func TestIDsFlatIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	s, q := openMerge(t, path, 3)
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, fmt.Sprintf("flat-%d", i))
+		mustEnqueue(t, q, ids[i])
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// rewrite the index as the earlier code kept it
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktQueues).Bucket([]byte("q"))
+		if err := b.DeleteBucket(bktIDs); err != nil {
+			return err
+		}
+		flat, err := b.CreateBucket(bktIDs)
+		if err != nil {
+			return err
+		}
+		if err := b.Bucket(bktMeta).Delete(keyIDsThrough); err != nil {
+			return err
+		}
+		return b.Bucket(bktEvents).ForEach(func(k, v []byte) error {
+			id, err := recordID(v)
+			if err != nil {
+				return err
+			}
+			return flat.Put(slices.Clone(id), slices.Clone(k))
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, q = openMerge(t, path, 3)
+	if g := storeGens(t, s, q); !reflect.DeepEqual(g, map[uint64][]string{7: ids}) {
+		t.Fatalf("generations after opening the flat index: %v, want {7: %v}", g, ids)
+	}
+	for _, id := range ids {
+		if res, err := enqueueID(q, id); err != nil || !res.Duplicate {
+			t.Fatalf("Enqueue(%s) again = %+v, %v; want a duplicate", id, res, err)
+		}
+	}
+	if err := q.Discard(ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	mustEnqueue(t, q, ids[2])
+}
+
+// TestBloom: no false negatives, and about 1 % false positives at 10 bits
+// per id.
+func TestBloom(t *testing.T) {
+	const n = 20000
+	f := newBloom(n)
+	for i := range n {
+		f.add(maphash.String(idSeed, fmt.Sprintf("in-%d", i)))
+	}
+	for i := range n {
+		if !f.has(maphash.String(idSeed, fmt.Sprintf("in-%d", i))) {
+			t.Fatalf("in-%d added, not found", i)
+		}
+	}
+	fp := 0
+	for i := range n {
+		if f.has(maphash.String(idSeed, fmt.Sprintf("out-%d", i))) {
+			fp++
+		}
+	}
+	if rate := float64(fp) / n; rate > 0.03 {
+		t.Fatalf("false positive rate %.3f, want about 0.01", rate)
+	}
+}
