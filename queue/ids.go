@@ -306,7 +306,7 @@ func (x *idIndex) end(ok bool) {
 
 // recordID is the id a record carries (encodeEvent), without decoding it.
 func recordID(v []byte) ([]byte, error) {
-	if len(v) > 0 && v[0] == recordV2 {
+	if len(v) > 0 && (v[0] == recordV2 || v[0] == recordV3) {
 		n, k := binary.Uvarint(v[1:])
 		if k > 0 && uint64(len(v)-1-k) >= n {
 			return v[1+k : 1+k+int(n)], nil

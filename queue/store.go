@@ -154,9 +154,12 @@ func encodeJSON(ev *Event) ([]byte, error) {
 	return json.Marshal(&cp)
 }
 
-// decodeEvent reads a record written by encodeEvent (or, when
-// migrating, a record of the first layout: the JSON alone).
+// decodeEvent reads a record written by encodeBinary or encodeEvent (or,
+// when migrating, a record of the first layout: the JSON alone).
 func decodeEvent(v []byte, ev *Event) error {
+	if len(v) > 0 && v[0] == recordV3 {
+		return decodeBinary(v, ev)
+	}
 	var id []byte
 	if len(v) > 0 && v[0] == recordV2 {
 		n, k := binary.Uvarint(v[1:])
@@ -260,7 +263,7 @@ var (
 // The layout of a queue's buckets (format 2):
 //
 //	ids     id → seq (8 bytes, big endian): the id check of Enqueue
-//	events  seq → record (encodeEvent)
+//	events  seq → record (encodeBinary; encodeEvent before it)
 //	bodies  seq → body, while pending or dead
 //	due     due time ‖ seq → id, pending events
 //	order   seq → id, pending events (for ordered delivery)
@@ -749,10 +752,7 @@ func migrate(b *bolt.Bucket) error {
 	events, bodies, ids := b.Bucket(bktEvents), b.Bucket(bktBodies), b.Bucket(bktIDs)
 	for _, o := range all {
 		k := seqKey(o.ev.Seq)
-		rec, err := encodeEvent(&o.ev)
-		if err != nil {
-			return err
-		}
+		rec := encodeBinary(&o.ev)
 		if err := ids.Put(o.id, k); err != nil {
 			return err
 		}
@@ -832,10 +832,7 @@ func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
 		added = true
 		ev.State = Pending
 		ev.DueAt = ev.ReceivedAt
-		v, err := encodeEvent(ev)
-		if err != nil {
-			return err
-		}
+		v := encodeBinary(ev)
 		id, k := []byte(ev.ID), seqKey(ev.Seq)
 		q.addID(ev.ID, ev.Seq)
 		if err := b.events.Put(k, v); err != nil {
@@ -1000,10 +997,7 @@ func (q *Queue) Complete(id string, o Outcome) error {
 				return err
 			}
 		}
-		nv, err := encodeEvent(&ev)
-		if err != nil {
-			return err
-		}
+		nv := encodeBinary(&ev)
 		return b.events.Put(k, nv)
 	}, func() {
 		if !found {
@@ -1066,10 +1060,7 @@ func (q *Queue) Replay(id string, now time.Time) (*Event, error) {
 		if err := b.order.Put(k, []byte(id)); err != nil {
 			return err
 		}
-		nv, err := encodeEvent(&ev)
-		if err != nil {
-			return err
-		}
+		nv := encodeBinary(&ev)
 		return b.events.Put(k, nv)
 	}, func() {
 		if !ok {
