@@ -6,6 +6,8 @@ package queue
 //   - BenchmarkEnqueue: (*Queue).Enqueue, i.e. the id check and the append
 //     in one transaction of the store's group commit, returning after its
 //     fsync.
+//   - BenchmarkEnqueueGrown: the same in a file that already holds many
+//     events.
 //   - BenchmarkBareBolt: its physical limit on the same disk: an ideal
 //     group commit written directly with bbolt (one committer goroutine
 //     takes every append waiting at that moment into one db.Update, with
@@ -247,6 +249,70 @@ func BenchmarkEnqueue(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkEnqueueGrown is BenchmarkEnqueue's 1 KiB, 32 writers case in
+// a file that already holds QUEUE_BENCH_GROWN events (default 300,000;
+// none in a run of one append, as ./test.sh makes): what a store costs once it
+// has been taking events for a while. The random-keyed id tree of the
+// first layout made each append rewrite about one more page as the file
+// grew (BENCHMARKS.md §5c); the id generations (ids.go) do not.
+func BenchmarkEnqueueGrown(b *testing.B) {
+	grown := 300000
+	if v := os.Getenv("QUEUE_BENCH_GROWN"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatalf("QUEUE_BENCH_GROWN=%q: %v", v, err)
+		}
+		grown = n
+	}
+	body := benchBody(1 << 10)
+	header := benchHeader(1 << 10)
+	s, err := Open(filepath.Join(b.TempDir(), "queue.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	q, err := s.Queue("vev")
+	if err != nil {
+		b.Fatal(err)
+	}
+	lim := Limits{MaxEvents: 1 << 30, MaxBytes: 1 << 42}
+	var added atomic.Int64
+	// fill up to n events, 64 writers at a time
+	fill := func(n int64) {
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				ev := benchEvent(body, header)
+				for added.Add(1) <= n {
+					ev.ID, ev.ReceivedAt = benchID(), time.Now()
+					if _, err := q.Enqueue(&ev, lim); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+				added.Add(-1)
+			})
+		}
+		wg.Wait()
+	}
+	b.Run("events="+strconv.Itoa(grown)+"/size=1KiB/writers=32", func(b *testing.B) {
+		if b.N > 1 { // not in a run of one append (./test.sh)
+			fill(int64(grown))
+		}
+		runWriters(b, 32, 1<<10, func(int) func(string) error {
+			ev := benchEvent(body, header)
+			return func(id string) error {
+				ev.ID, ev.ReceivedAt = id, time.Now()
+				res, err := q.Enqueue(&ev, lim)
+				if err == nil && (res.Duplicate || res.State != Pending) {
+					b.Errorf("Enqueue(%s) = %+v", id, res)
+				}
+				return err
+			}
+		})
+	})
 }
 
 // bareItem is one append of the bare loop.

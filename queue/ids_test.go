@@ -390,3 +390,17 @@ func TestBloom(t *testing.T) {
 		t.Fatalf("false positive rate %.3f, want about 0.01", rate)
 	}
 }
+
+// TestIDsDefaultMerge: by default the ids of 32,768 new events wait in
+// memory before a merge (the README's "at most 2 × 32,768": the waiting
+// ones and the generation merged last).
+func TestIDsDefaultMerge(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "queue.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.opts.MergeIDs != 32768 {
+		t.Fatalf("MergeIDs = %d by default, want 32768", s.opts.MergeIDs)
+	}
+}
