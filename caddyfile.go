@@ -463,6 +463,9 @@ func parseQueue(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (*Queue, e
 				if err != nil {
 					return nil, err
 				}
+				if caddy.Duration(v) > maxQueueDuration {
+					return nil, d.Errf("retry: '%s' is over %s", a, maxQueueDurationText)
+				}
 				q.Retry = append(q.Retry, caddy.Duration(v))
 			}
 		case "max_age", "attempt_timeout", "ttl":
@@ -477,6 +480,9 @@ func parseQueue(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (*Queue, e
 			v, err := parseDuration(d, sub, args[0], "72h", least)
 			if err != nil {
 				return nil, err
+			}
+			if caddy.Duration(v) > maxQueueDuration {
+				return nil, d.Errf("%s: '%s' is over %s", sub, args[0], maxQueueDurationText)
 			}
 			switch sub {
 			case "max_age":

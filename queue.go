@@ -42,9 +42,13 @@ const (
 	DefaultMaxPendingEvents = 100_000
 	DefaultMaxPendingBytes  = 1 << 30
 	DefaultQueueTTL         = 72 * time.Hour
-	queueStopGrace          = 5 * time.Second // attempts in flight at a reload or stop
-	queuePurgeEvery         = time.Minute
-	queueStoreBackoff       = time.Second // no dispatch for this long after a store error
+	// maxQueueDuration bounds every duration of a queue: the store keeps
+	// its times as nanoseconds since 1970, which reach only to 2262.
+	maxQueueDuration     = caddy.Duration(100 * 365 * 24 * time.Hour)
+	maxQueueDurationText = "100 years (876000h)"
+	queueStopGrace       = 5 * time.Second // attempts in flight at a reload or stop
+	queuePurgeEvery      = time.Minute
+	queueStoreBackoff    = time.Second // no dispatch for this long after a store error
 	// a lease (store redis) lasts attempt_timeout and this: the attempt
 	// and the commit of its outcome
 	queueLeaseMargin = 10 * time.Second
@@ -227,6 +231,17 @@ func (q *Queue) provision(ctx caddy.Context, h *Handler) (err error) {
 	for i, d := range q.Retry {
 		if d <= 0 {
 			return fmt.Errorf("queue: retry gap %d must be positive", i+1)
+		}
+		if d > maxQueueDuration {
+			return fmt.Errorf("queue: retry gap %d is over %s", i+1, maxQueueDurationText)
+		}
+	}
+	for _, v := range []struct {
+		name string
+		d    caddy.Duration
+	}{{"max_age", q.MaxAge}, {"attempt_timeout", q.AttemptTimeout}, {"ttl", q.TTL}} {
+		if v.d > maxQueueDuration {
+			return fmt.Errorf("queue: %s is over %s", v.name, maxQueueDurationText)
 		}
 	}
 	setDefault(&q.MaxAge, DefaultMaxAge)

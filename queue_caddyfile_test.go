@@ -171,6 +171,18 @@ func TestQueueCaddyfileErrors(t *testing.T) {
 			` + qcDeliver + `
 			max_age 0
 		}`, []string{"max_age: '0' must be positive"}, 7},
+		{"max_age over 100 years", `queue {
+			` + qcDeliver + `
+			max_age 876001h
+		}`, []string{"max_age: '876001h' is over 100 years (876000h)"}, 7},
+		{"retry over 100 years", `queue {
+			` + qcDeliver + `
+			retry 1s 900000h
+		}`, []string{"retry: '900000h' is over 100 years (876000h)"}, 7},
+		{"ttl over 100 years", `queue {
+			` + qcDeliver + `
+			ttl 2000000h
+		}`, []string{"ttl: '2000000h' is over 100 years (876000h)"}, 7},
 		{"max_age two", `queue {
 			` + qcDeliver + `
 			max_age 1h 2h
@@ -456,6 +468,15 @@ func TestQueueProvisionErrors(t *testing.T) {
 		{"retry gap zero", func(p string) []string {
 			return []string{qcHandler("vivreal", p+`, "retry": ["1s", 0]`)}
 		}, []string{"queue: retry gap 2 must be positive"}},
+		{"retry gap over 100 years", func(p string) []string {
+			return []string{qcHandler("vivreal", p+`, "retry": ["1s", "876001h"]`)}
+		}, []string{"queue: retry gap 2 is over 100 years (876000h)"}},
+		{"ttl over 100 years", func(p string) []string {
+			return []string{qcHandler("vivreal", p+`, "ttl": "876001h"`)}
+		}, []string{"queue: ttl is over 100 years (876000h)"}},
+		{"attempt_timeout over 100 years", func(p string) []string {
+			return []string{qcHandler("vivreal", p+`, "attempt_timeout": "876001h"`)}
+		}, []string{"queue: attempt_timeout is over 100 years (876000h)"}},
 		{"retry gap negative", func(p string) []string {
 			return []string{qcHandler("vivreal", p+`, "retry": ["-1s"]`)}
 		}, []string{"queue: retry gap 1 must be positive"}},

@@ -64,8 +64,8 @@ type bboltStore struct {
 func (b *bboltStore) String() string { return "bbolt " + filepath.Base(b.path) }
 
 // open opens the store with a merge of the id index every 5 new events, so
-// that the tests find ids in the tree and in memory, across crashes,
-// reopens and failed commits.
+// that the tests find ids in generations and in memory, across crashes and
+// reopens (failed commits: ids_test.go).
 func (b *bboltStore) open() (Engine, error) {
 	return Open(b.path, Options{LockTimeout: 2 * time.Second, MergeIDs: 5})
 }

@@ -161,9 +161,10 @@ func (x *idIndex) load(b *bolt.Bucket) error {
 		if err := meta.Put(keyIDsThrough, seqKey(through)); err != nil {
 			return err
 		}
-		if err := flatToGeneration(ids, through); err != nil {
+		if err := flatToGeneration(b, through); err != nil {
 			return err
 		}
+		ids = b.Bucket(bktIDs)
 	} else {
 		return fmt.Errorf("%w: the id index was never set up", ErrStore)
 	}
@@ -198,11 +199,13 @@ func (x *idIndex) load(b *bolt.Bucket) error {
 }
 
 // flatToGeneration moves the ids a file of the first index kept in ids
-// itself into one generation covering every seq up to through.
-func flatToGeneration(ids *bolt.Bucket, through uint64) error {
+// itself (b's ids bucket) into one generation covering every seq up to
+// through: the old tree is dropped whole and its ids written again in
+// order.
+func flatToGeneration(b *bolt.Bucket, through uint64) error {
 	type kv struct{ k, v []byte }
 	var flat []kv
-	err := ids.ForEach(func(k, v []byte) error {
+	err := b.Bucket(bktIDs).ForEach(func(k, v []byte) error {
 		if v != nil {
 			flat = append(flat, kv{slices.Clone(k), slices.Clone(v)})
 		}
@@ -211,15 +214,19 @@ func flatToGeneration(ids *bolt.Bucket, through uint64) error {
 	if err != nil || len(flat) == 0 {
 		return err
 	}
+	if err := b.DeleteBucket(bktIDs); err != nil {
+		return err
+	}
+	ids, err := b.CreateBucket(bktIDs)
+	if err != nil {
+		return err
+	}
 	gb, err := ids.CreateBucket(seqKey(through))
 	if err != nil {
 		return err
 	}
 	gb.FillPercent = 1
-	for _, e := range flat {
-		if err := ids.Delete(e.k); err != nil {
-			return err
-		}
+	for _, e := range flat { // ForEach gave them in order
 		if err := gb.Put(e.k, e.v); err != nil {
 			return err
 		}
@@ -304,7 +311,8 @@ func (x *idIndex) end(ok bool) {
 	x.touched, x.mergeTo, x.newGen, x.dropped = false, 0, nil, x.dropped[:0]
 }
 
-// recordID is the id a record carries (encodeEvent), without decoding it.
+// recordID is the id a record carries (encodeBinary, encodeEvent), without
+// decoding it.
 func recordID(v []byte) ([]byte, error) {
 	if len(v) > 0 && (v[0] == recordV2 || v[0] == recordV3) {
 		n, k := binary.Uvarint(v[1:])

@@ -15,10 +15,12 @@ import (
 )
 
 // The id index (ids.go): ids of new events in memory, merged into the
-// file's tree every MergeIDs events. The model and contract tests run with
-// a merge every 5 events across crashes and reopens; the tests below
-// cover what they cannot reach: a failed commit, a reader whose
-// transaction spans a merge, and the cost the index exists to cut.
+// file's generations every MergeIDs events. The model and contract tests
+// run with a merge every 5 events across crashes and reopens; the tests
+// below cover what they cannot reach: failed commits (with and without a
+// merge, and one that reached the disk after all), a reader whose
+// transaction spans a merge, generations dropped, the first index's flat
+// ids, and the Bloom filters.
 
 func openMerge(t *testing.T, path string, every int) (*Store, *Queue) {
 	t.Helper()
@@ -54,6 +56,13 @@ func mustEnqueue(t *testing.T, q *Queue, id string) {
 // committer is held in a transaction until they all wait.
 func failingBatch(t *testing.T, s *Store, calls ...func() error) []error {
 	t.Helper()
+	fail := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error { return errors.New("injected write failure") }}
+	return failingBatchWith(t, s, fail, calls...)
+}
+
+// failingBatchWith is failingBatch with the operation that fails it.
+func failingBatchWith(t *testing.T, s *Store, fail *op, calls ...func() error) []error {
+	t.Helper()
 	entered, release := make(chan struct{}), make(chan struct{})
 	hold := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error {
 		close(entered)
@@ -64,21 +73,21 @@ func failingBatch(t *testing.T, s *Store, calls ...func() error) []error {
 	<-entered
 	errs := make([]error, len(calls))
 	done := make(chan struct{})
+	deadline := time.Now().Add(10 * time.Second)
 	for i, call := range calls {
 		go func() {
 			errs[i] = call()
 			done <- struct{}{}
 		}()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.ops) < len(calls) {
-		if time.Now().After(deadline) {
-			close(release)
-			t.Fatalf("only %d of %d writes reached the committer", len(s.ops), len(calls))
+		// one at a time: the batch applies them in this order
+		for len(s.ops) < i+1 {
+			if time.Now().After(deadline) {
+				close(release)
+				t.Fatalf("only %d of %d writes reached the committer", len(s.ops), len(calls))
+			}
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Millisecond)
 	}
-	fail := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error { return errors.New("injected write failure") }}
 	s.ops <- fail
 	close(release)
 	for range calls {
@@ -104,8 +113,9 @@ func TestIDsAfterFailedCommit(t *testing.T) {
 			s, q := openMerge(t, path, every)
 			mustEnqueue(t, q, "a")
 			mustEnqueue(t, q, "b")
-			// fails: discard of a, a new c, a new d (with every 3, the
-			// commit also merges)
+			// fails: discard of a, a new c, a new d (the failing op stops
+			// the transaction before any merge: TestIDsFailedMerge fails
+			// one after its merge)
 			errs := failingBatch(t, s,
 				func() error { return q.Discard("a") },
 				func() error { _, err := enqueueID(q, "c"); return err },
@@ -402,5 +412,110 @@ func TestIDsDefaultMerge(t *testing.T) {
 	defer s.Close()
 	if s.opts.MergeIDs != 32768 {
 		t.Fatalf("MergeIDs = %d by default, want 32768", s.opts.MergeIDs)
+	}
+}
+
+// TestIDsFailedMerge: a commit that fails after one queue's merge ran (the
+// next queue's merge fails: an operation of the batch put a plain key
+// where its generation goes) keeps nothing of the merge, in memory or in
+// the file, and the next commit merges again.
+func TestIDsFailedMerge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	s, q1 := openMerge(t, path, 3)
+	q2, err := s.Queue("q2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b"} {
+		mustEnqueue(t, q1, id)
+		mustEnqueue(t, q2, id)
+	}
+	merges := 0 // q1's merge runs, then q2's fails
+	errs := failingBatchWith(t, s, &op{done: make(chan error, 1), apply: func(tx *bolt.Tx) error {
+		merges = len(s.merging)
+		return q2.buckets(tx).ids.Put(seqKey(3), []byte("in the way"))
+	}},
+		func() error { _, err := enqueueID(q1, "c"); return err },
+		func() error { _, err := enqueueID(q2, "c"); return err },
+	)
+	for i, err := range errs {
+		if !errors.Is(err, ErrStore) {
+			t.Fatalf("enqueue %d of the failed commit: %v, want ErrStore", i, err)
+		}
+	}
+	if merges != 2 {
+		t.Fatalf("%d queues merging in the failed commit, want 2: the test does not test a failed merge", merges)
+	}
+	for _, q := range []*Queue{q1, q2} {
+		q.ids.mu.RLock()
+		gens, through := len(q.ids.gens), q.ids.through
+		q.ids.mu.RUnlock()
+		if gens != 0 || through != 0 || q.ids.size() != 2 {
+			t.Fatalf("%s after the failed merge: %d generations, through %d, %d ids in memory; want 0, 0, 2", q.Name, gens, through, q.ids.size())
+		}
+		for _, id := range []string{"a", "b"} {
+			if _, err := q.Get(id, false); err != nil {
+				t.Fatalf("%s: Get(%s) after the failed merge: %v", q.Name, id, err)
+			}
+		}
+	}
+	if g := storeGens(t, s, q1); len(g) != 0 {
+		t.Fatalf("q1's generations in the file after the failed merge: %v", g)
+	}
+	mustEnqueue(t, q1, "c") // merges now
+	if g := storeGens(t, s, q1); len(g) != 1 {
+		t.Fatalf("q1's generations after the next merge: %v, want one", g)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if res, err := enqueueID(q1, id); err != nil || !res.Duplicate {
+			t.Fatalf("Enqueue(%s) again = %+v, %v; want a duplicate", id, res, err)
+		}
+	}
+}
+
+// TestIDsLandedFailedCommit: a commit reported failed (its last fsync) may
+// be on disk after all. Before the next commit the store reads the file
+// back: the event it holds is found, deduplicated, counted and completed.
+func TestIDsLandedFailedCommit(t *testing.T) {
+	s, q := openMerge(t, filepath.Join(t.TempDir(), "queue.db"), 1000)
+	mustEnqueue(t, q, "a")
+	// "z" as the failed commit wrote it, without the index or the counters
+	s.mu.RLock()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := q.buckets(tx)
+		ev := &Event{ID: "z", Seq: 2, Size: 6, State: Pending, ReceivedAt: idsNow, DueAt: idsNow}
+		k := seqKey(2)
+		for _, put := range []func() error{
+			func() error { return b.events.Put(k, encodeBinary(ev)) },
+			func() error { return b.bodies.Put(k, []byte("body z")) },
+			func() error { return b.due.Put(timeKey(idsNow, 2), []byte("z")) },
+			func() error { return b.order.Put(k, []byte("z")) },
+		} {
+			if err := put(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.degraded = errors.New("fdatasync: input/output error")
+	if res, err := enqueueID(q, "z"); err != nil || !res.Duplicate {
+		t.Fatalf("Enqueue(z) after its commit landed = %+v, %v; want a duplicate", res, err)
+	}
+	if c := q.Counts(); c.Pending != 2 || c.PendingBytes != int64(len("body of a"))+6 {
+		t.Fatalf("Counts() = %+v, want a and z pending", c)
+	}
+	mustEnqueue(t, q, "y")
+	if ev, err := q.Get("y", false); err != nil || ev.Seq != 3 {
+		t.Fatalf("Get(y) = %+v, %v; want seq 3, after z's", ev, err)
+	}
+	if err := q.Complete("z", Outcome{Delivered: true, At: idsNow, TTL: time.Hour}); err != nil {
+		t.Fatalf("Complete(z): %v", err)
+	}
+	if c := q.Counts(); c.Pending != 2 || c.Delivered != 1 {
+		t.Fatalf("Counts() = %+v, want a and y pending, z delivered", c)
 	}
 }

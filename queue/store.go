@@ -262,16 +262,19 @@ var (
 
 // The layout of a queue's buckets (format 2):
 //
-//	ids     id → seq (8 bytes, big endian): the id check of Enqueue
+//	ids     generations (ids.go): buckets keyed by the highest seq each
+//	        covers, of id → seq (8 bytes, big endian); the ids of the
+//	        latest events are in memory only (and in their records)
 //	events  seq → record (encodeBinary; encodeEvent before it)
 //	bodies  seq → body, while pending or dead
 //	due     due time ‖ seq → id, pending events
 //	order   seq → id, pending events (for ordered delivery)
 //	expire  done time + ttl ‖ seq → id, delivered and dead events
-//	meta    seq, paused, format
+//	meta    seq, paused, format, ids_through
 //
-// Only ids takes random keys; events, bodies and order are appended to,
-// so a group commit rewrites few pages. Format 1 (no format key) keyed
+// No write takes random keys: events, bodies and order are appended to,
+// generations are written once, in order, so a group commit rewrites few
+// pages. (Deletes, when events are purged, are not in order.) Format 1 (no format key) keyed
 // events and bodies by id; Queue migrates it in place.
 const formatV2 = 2
 
@@ -399,10 +402,12 @@ func (s *Store) Queues() []*Queue {
 // op is one write of a group commit. apply runs inside the transaction, in
 // the committer goroutine; it returns an error only for a failure of the
 // store itself, which fails the whole transaction. commit runs after the
-// transaction committed (and fsync'd), to update counters.
+// transaction committed (and fsync'd), to update counters; abort, in the
+// committer too, after it failed, to take back what apply counted ahead.
 type op struct {
 	apply  func(tx *bolt.Tx) error
 	commit func()
+	abort  func()
 	size   int64
 	done   chan error
 }
@@ -411,8 +416,13 @@ var opPool = sync.Pool{New: func() any { return &op{done: make(chan error, 1)} }
 
 // write runs apply in the next group commit and waits for its fsync.
 func (s *Store) write(size int64, apply func(tx *bolt.Tx) error, commit func()) error {
+	return s.writeOrAbort(size, apply, commit, nil)
+}
+
+// writeOrAbort is write with an abort (see op).
+func (s *Store) writeOrAbort(size int64, apply func(tx *bolt.Tx) error, commit, abort func()) error {
 	o := opPool.Get().(*op)
-	o.apply, o.commit, o.size = apply, commit, size
+	o.apply, o.commit, o.abort, o.size = apply, commit, abort, size
 	select {
 	case s.ops <- o:
 	case <-s.stop:
@@ -430,7 +440,7 @@ func (s *Store) write(size int64, apply func(tx *bolt.Tx) error, commit func()) 
 			return ErrClosed
 		}
 	}
-	o.apply, o.commit = nil, nil
+	o.apply, o.commit, o.abort = nil, nil, nil
 	opPool.Put(o)
 	return err
 }
@@ -478,6 +488,9 @@ func (s *Store) committer() {
 		for _, o := range batch {
 			if err == nil && o.commit != nil {
 				o.commit()
+			}
+			if err != nil && o.abort != nil {
+				o.abort()
 			}
 			o.done <- err
 		}
@@ -551,12 +564,18 @@ func (s *Store) reopenIfNeeded() error {
 	}
 	s.db = db
 	s.mu.Unlock()
-	// The failed commit left the ids in memory as they were (idIndex.end),
-	// but a commit that failed in its last fsync may be on disk after
-	// all: read them back from the file. (Queues is called without s.mu:
-	// Queue takes the two locks the other way.)
+	// The failed commit left the ids and counters in memory as they were
+	// (idIndex.end, the ops' abort), but a commit that failed in its last
+	// fsync may be on disk after all: read them back from the file.
+	// (Queues is called without s.mu: Queue takes the two locks the other
+	// way.)
 	for _, q := range s.Queues() {
-		err := s.view(func(tx *bolt.Tx) error { return q.ids.load(tx.Bucket(bktQueues).Bucket(q.name)) })
+		err := s.view(func(tx *bolt.Tx) error {
+			if err := q.ids.load(tx.Bucket(bktQueues).Bucket(q.name)); err != nil {
+				return err
+			}
+			return q.load(tx)
+		})
 		if err != nil {
 			s.degraded = err
 			return fmt.Errorf("%w: %v", ErrStore, err)
@@ -657,8 +676,12 @@ func (q *Queue) load(tx *bolt.Tx) error {
 	defer q.mu.Unlock()
 	q.pending, q.pendingBytes, q.delivered, q.dead = c.Pending, c.PendingBytes, c.Delivered, c.Dead
 	q.paused = bytes.Equal(meta.Get(keyPaused), []byte{1})
-	q.seq = last
+	// never back: a reload after a failed commit keeps the seqs it gave
+	q.seq = max(q.seq, last)
 	if v := meta.Get(keySeq); len(v) == 8 {
+		q.seq = max(q.seq, binary.BigEndian.Uint64(v))
+	}
+	if v := meta.Get(keyIDsThrough); len(v) == 8 {
 		q.seq = max(q.seq, binary.BigEndian.Uint64(v))
 	}
 	return nil
@@ -685,7 +708,15 @@ func (b qbuckets) lookup(id []byte) (key, rec []byte) {
 		return nil, nil
 	}
 	key = seqKey(seq)
-	return key, b.events.Get(key)
+	rec = b.events.Get(key)
+	if rec == nil {
+		return nil, nil
+	}
+	if rid, err := recordID(rec); err != nil || !bytes.Equal(rid, id) {
+		// the index and the file disagree: the file wins
+		return nil, nil
+	}
+	return key, rec
 }
 
 // addID notes the id of an event appended in this commit, and has the
@@ -806,7 +837,7 @@ func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
 	}
 	var res EnqueueResult
 	var added bool
-	err := q.s.write(size, func(tx *bolt.Tx) error {
+	err := q.s.writeOrAbort(size, func(tx *bolt.Tx) error {
 		b := q.buckets(tx)
 		if _, old := b.lookup([]byte(ev.ID)); old != nil {
 			var prev Event
@@ -849,14 +880,16 @@ func (q *Queue) Enqueue(ev *Event, lim Limits) (EnqueueResult, error) {
 		}
 		res = EnqueueResult{State: Pending}
 		return nil
-	}, nil)
-	if err != nil {
+	}, nil, func() {
+		// the commit failed: not stored after all
 		if added {
 			q.mu.Lock()
 			q.pending--
 			q.pendingBytes -= size
 			q.mu.Unlock()
 		}
+	})
+	if err != nil {
 		return EnqueueResult{}, err
 	}
 	if !added && !res.Duplicate {
