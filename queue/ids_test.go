@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
+	"math/rand/v2"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -177,15 +179,23 @@ func genIDs(t *testing.T, tx *bolt.Tx, q *Queue) map[uint64][]string {
 	ids := q.buckets(tx).ids
 	out := map[uint64][]string{}
 	err := ids.ForEach(func(k, v []byte) error {
-		if v != nil {
-			return fmt.Errorf("a flat key %q in ids", k)
+		n, ok := genLen(v)
+		if len(k) != 8 || !ok {
+			return fmt.Errorf("ids: %q is not a generation", k)
 		}
 		gen := binary.BigEndian.Uint64(k)
 		out[gen] = []string{}
-		return ids.Bucket(k).ForEach(func(id, _ []byte) error {
+		for i := range n {
+			id, seq, ok := genAt(v, n, i)
+			if !ok || seq > gen {
+				return fmt.Errorf("generation %d: entry %d damaged (seq %d)", gen, i, seq)
+			}
+			if got, ok := genFind(v, id); !ok || got != seq {
+				return fmt.Errorf("generation %d: %q not found by bisection", gen, id)
+			}
 			out[gen] = append(out[gen], string(id))
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -236,9 +246,10 @@ func TestIDsReaderAcrossMerge(t *testing.T) {
 }
 
 // TestIDsGenerations: ids go into generations of MergeIDs, sorted; a
-// generation emptied by discards and purges is dropped, in the file and
-// in memory; every id is found, in memory or in its generation, before
-// and after a reopen; and a deleted id is not.
+// generation whose events are all discarded or purged is dropped, in the
+// file and in memory, and one that keeps an event keeps its ids (the
+// others stale); every id is found, in memory or in its generation,
+// before and after a reopen; and a deleted id is not.
 func TestIDsGenerations(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
 	s, q := openMerge(t, path, 4)
@@ -277,9 +288,8 @@ func TestIDsGenerations(t *testing.T) {
 		}
 		gone[id] = true
 	}
-	second := slices.DeleteFunc(slices.Clone(want[8]), func(id string) bool { return id == ids[5] })
-	if g := storeGens(t, s, q); !reflect.DeepEqual(g, map[uint64][]string{8: second}) {
-		t.Fatalf("generations after the deletes: %v, want {8: %v}", g, second)
+	if g := storeGens(t, s, q); !reflect.DeepEqual(g, map[uint64][]string{8: want[8]}) {
+		t.Fatalf("generations after the deletes: %v, want {8: %v}", g, want[8])
 	}
 	q.ids.mu.RLock()
 	nGens := len(q.ids.gens)
@@ -416,7 +426,7 @@ func TestIDsDefaultMerge(t *testing.T) {
 }
 
 // TestIDsFailedMerge: a commit that fails after one queue's merge ran (the
-// next queue's merge fails: an operation of the batch put a plain key
+// next queue's merge fails: an operation of the batch created a bucket
 // where its generation goes) keeps nothing of the merge, in memory or in
 // the file, and the next commit merges again.
 func TestIDsFailedMerge(t *testing.T) {
@@ -433,7 +443,8 @@ func TestIDsFailedMerge(t *testing.T) {
 	merges := 0 // q1's merge runs, then q2's fails
 	errs := failingBatchWith(t, s, &op{done: make(chan error, 1), apply: func(tx *bolt.Tx) error {
 		merges = len(s.merging)
-		return q2.buckets(tx).ids.Put(seqKey(3), []byte("in the way"))
+		_, err := q2.buckets(tx).ids.CreateBucket(seqKey(3)) // where q2's generation goes
+		return err
 	}},
 		func() error { _, err := enqueueID(q1, "c"); return err },
 		func() error { _, err := enqueueID(q2, "c"); return err },
@@ -518,4 +529,64 @@ func TestIDsLandedFailedCommit(t *testing.T) {
 	if c := q.Counts(); c.Pending != 2 || c.Delivered != 1 {
 		t.Fatalf("Counts() = %+v, want a and y pending, z delivered", c)
 	}
+}
+
+// TestGenBlob: every id of a stored generation is found by bisection with
+// its seq, ids in between and around are not, and a damaged generation
+// reads as holding nothing, never a panic.
+func TestGenBlob(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for _, n := range []int{0, 1, 2, 7, 1000} {
+		set := map[string]uint64{}
+		for len(set) < n {
+			id := make([]byte, 1+rng.IntN(40))
+			for i := range id {
+				id[i] = byte(rng.IntN(256))
+			}
+			set[string(id)] = rng.Uint64()
+		}
+		ids := slices.Sorted(maps.Keys(set))
+		g := newGenBlob(n)
+		for _, id := range ids {
+			g.add([]byte(id), set[id])
+		}
+		v := g.bytes()
+		for _, id := range ids {
+			if seq, ok := genFind(v, []byte(id)); !ok || seq != set[id] {
+				t.Fatalf("n=%d: genFind(%q) = %d, %v; want %d", n, id, seq, ok, set[id])
+			}
+			for _, other := range []string{id + "\x00", id[:len(id)-1], "\xff" + id} {
+				if _, in := set[other]; in {
+					continue
+				}
+				if _, ok := genFind(v, []byte(other)); ok {
+					t.Fatalf("n=%d: genFind(%q) found an id not stored", n, other)
+				}
+			}
+		}
+		for cut := range len(v) {
+			for _, id := range ids[:min(len(ids), 3)] {
+				genFind(v[:cut], []byte(id)) // must not panic
+			}
+		}
+	}
+}
+
+// FuzzGenFind: no stored generation, however damaged, makes a lookup
+// panic.
+func FuzzGenFind(f *testing.F) {
+	g := newGenBlob(3)
+	for i, id := range []string{"a", "bb", "ccc"} {
+		g.add([]byte(id), uint64(i+1))
+	}
+	f.Add(g.bytes(), []byte("bb"))
+	f.Add([]byte{0, 0, 0, 9, 0, 0, 0, 0}, []byte("x"))
+	f.Fuzz(func(t *testing.T, v, id []byte) {
+		genFind(v, id)
+		if n, ok := genLen(v); ok {
+			for i := range min(n, 64) {
+				genAt(v, n, i)
+			}
+		}
+	})
 }

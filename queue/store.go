@@ -262,9 +262,9 @@ var (
 
 // The layout of a queue's buckets (format 2):
 //
-//	ids     generations (ids.go): buckets keyed by the highest seq each
-//	        covers, of id → seq (8 bytes, big endian); the ids of the
-//	        latest events are in memory only (and in their records)
+//	ids     generations (ids.go): highest seq covered → the ids and their
+//	        seqs, sorted (genBlob); the ids of the latest events are in
+//	        memory only (and in their records)
 //	events  seq → record (encodeBinary; encodeEvent before it)
 //	bodies  seq → body, while pending or dead
 //	due     due time ‖ seq → id, pending events
@@ -729,10 +729,11 @@ func (q *Queue) addID(id string, seq uint64) {
 	}
 }
 
-// delID forgets id, in memory and in the tree.
+// delID forgets id, in memory and in the generations; after its record is
+// deleted.
 func (b qbuckets) delID(id []byte, seq uint64) error {
 	b.q.touch()
-	return b.q.ids.del(b.ids, id, seq)
+	return b.q.ids.del(b.ids, b.events, id, seq)
 }
 
 // touch has the commit under way end the queue's id changes.
@@ -1156,8 +1157,8 @@ func (q *Queue) Discard(id string) error {
 func (b qbuckets) remove(ev *Event) error {
 	k := seqKey(ev.Seq)
 	for _, del := range []func() error{
-		func() error { return b.delID([]byte(ev.ID), ev.Seq) },
 		func() error { return b.events.Delete(k) },
+		func() error { return b.delID([]byte(ev.ID), ev.Seq) }, // after the record
 		func() error { return b.bodies.Delete(k) },
 		func() error { return b.order.Delete(k) },
 		func() error {
@@ -1218,8 +1219,8 @@ func (q *Queue) Purge(now time.Time) (int, error) {
 				}
 				gone = append(gone, ev)
 				for _, del := range []func() error{
-					func() error { return b.delID([]byte(ev.ID), ev.Seq) },
 					func() error { return b.events.Delete(sk) },
+					func() error { return b.delID([]byte(ev.ID), ev.Seq) }, // after the record
 					func() error { return b.bodies.Delete(sk) },
 				} {
 					if err := del(); err != nil {
