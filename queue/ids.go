@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -19,19 +20,23 @@ import (
 // page per event, and the tree's share of a commit grew with the file
 // (BENCHMARKS.md, §5c). Instead:
 //
-//   - the ids of the events appended since the last merge are kept in
-//     memory (recent);
-//   - once there are Options.MergeIDs of them, the commit under way writes
-//     them, sorted, into a new generation: one value in ids (genBlob: the
-//     ids and their seqs, searched by bisection), keyed by the highest seq
-//     it covers, written once and never changed. (A bucket of its own,
-//     written key by key, cost 30–60 ms of the commit for 32,768 ids: a
-//     stall every merge.) A generation covers the seqs above the previous
-//     one's key. A purged or discarded event's id stays in its generation,
-//     stale: a lookup checks the record it points to, and an id is stored
-//     once at a time, so the newest entry decides. A generation whose
-//     seqs have all gone is dropped. Events expire roughly in the order
-//     they arrived, so generations die whole instead of being compacted;
+//   - the ids of the events appended since the last generation are kept
+//     in memory (cur);
+//   - once there are Options.MergeIDs of them, the commit that reaches it
+//     seals them (an epoch, up to the highest seq given); a goroutine
+//     sorts them into a new generation off the commit's path, and the
+//     next commit after that writes it: one value in ids (genBlob: the
+//     ids and their seqs, searched by bisection), keyed by the highest
+//     seq it covers, written once and never changed. (A bucket written
+//     key by key in the commit stalled it 30–60 ms for 32,768 ids, and
+//     sorting them in the commit 15–30 ms; writing the prepared value
+//     costs the commit about its 1.5 MB.) A generation covers the seqs
+//     above the previous one's key. A purged or discarded event's id
+//     stays in its generation, stale: a lookup checks the record it
+//     points to, and an id is stored once at a time, so the newest entry
+//     decides. A generation whose seqs have all gone is dropped. Events
+//     expire roughly in the order they arrived, so generations die whole
+//     instead of being compacted;
 //   - each generation has a Bloom filter in memory (10 bits per id), so a
 //     lookup reads the generations that may hold the id: about one per
 //     hundred misses.
@@ -42,11 +47,14 @@ import (
 // queue is opened (and after a failed commit, when the file is reopened).
 type idIndex struct {
 	mu sync.RWMutex
-	// recent are the ids of the stored events with seq > through, which
-	// no generation has.
-	recent map[string]uint64
-	// merged is the last generation merged: also in the file, kept until
-	// the next merge for readers whose transaction began before it.
+	// cur are the ids of the stored events with seq above the sealed
+	// epoch's last (above through when none is sealed).
+	cur map[string]uint64
+	// sealed are the ids of seqs in (through, sealed.last], whose
+	// generation a goroutine is preparing (nil: none).
+	sealed *idEpoch
+	// merged is the epoch written last: also in the file, kept until the
+	// next one for readers whose transaction began before it was written.
 	merged map[string]uint64
 	// through: the generations hold the id of every stored event with seq
 	// <= through.
@@ -57,14 +65,26 @@ type idIndex struct {
 
 	// The commit under way, the committer's own: the ids its operations
 	// added and deleted, which its later operations see and readers do
-	// not; they join recent once it is on disk, and are dropped if it
-	// fails. Likewise the generation it writes and those it empties.
+	// not; they join cur once it is on disk, and are dropped if it fails.
+	// Likewise the generation it writes and those it drops.
 	added   map[string]uint64
 	deleted map[string]bool
 	touched bool
-	mergeTo uint64
-	newGen  *idGen
+	writing *idEpoch
 	dropped []uint64
+}
+
+// idEpoch is a sealed set of ids and the generation being made of them:
+// sorted into a genBlob and a Bloom filter by a goroutine of its own, off
+// the commit's path (sorting 32,768 ids and building their generation in
+// the commit stalled it for 15–30 ms), then written by the next commit
+// once ready.
+type idEpoch struct {
+	m     map[string]uint64
+	last  uint64
+	ready chan struct{} // closed when blob and bloom are set
+	blob  []byte
+	bloom bloom
 }
 
 // idGen is one generation: its key (the highest seq it covers) and the
@@ -92,7 +112,10 @@ func (x *idIndex) get(id []byte, inCommit bool, ids *bolt.Bucket) (uint64, bool)
 		}
 	}
 	x.mu.RLock()
-	seq, ok := x.recent[string(id)]
+	seq, ok := x.cur[string(id)]
+	if !ok && x.sealed != nil {
+		seq, ok = x.sealed.m[string(id)]
+	}
 	if !ok {
 		seq, ok = x.merged[string(id)]
 	}
@@ -141,18 +164,26 @@ func (x *idIndex) del(ids, events *bolt.Bucket, id []byte, seq uint64) error {
 	return ids.Delete(seqKey(last))
 }
 
-// size is the number of ids a merge would write.
+// size is the number of ids in memory that no epoch holds yet.
 func (x *idIndex) size() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.recent) + len(x.added)
+	return len(x.cur) + len(x.added)
+}
+
+// canSeal: no epoch is being prepared or written.
+func (x *idIndex) canSeal() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.sealed == nil
 }
 
 // load reads the queue's index from the file: ids_through, the
 // generations' filters, and the ids of the records after ids_through. In
 // a writable transaction it also brings a file written before generations
 // existed up to date: its ids (id → seq, in ids itself) become one
-// generation.
+// generation. An epoch being prepared is forgotten (its ids are read back
+// from their records).
 func (x *idIndex) load(b *bolt.Bucket) error {
 	meta, events, ids := b.Bucket(bktMeta), b.Bucket(bktEvents), b.Bucket(bktIDs)
 	var through uint64
@@ -192,19 +223,19 @@ func (x *idIndex) load(b *bolt.Bucket) error {
 	if err != nil {
 		return err
 	}
-	recent := map[string]uint64{}
+	cur := map[string]uint64{}
 	c := events.Cursor()
 	for k, v := c.Seek(seqKey(through + 1)); k != nil; k, v = c.Next() {
 		id, err := recordID(v)
 		if err != nil {
 			return err
 		}
-		recent[string(id)] = binary.BigEndian.Uint64(k)
+		cur[string(id)] = binary.BigEndian.Uint64(k)
 	}
 	x.mu.Lock()
-	x.recent, x.merged, x.through, x.gens = recent, nil, through, gens
+	x.cur, x.sealed, x.merged, x.through, x.gens = cur, nil, nil, through, gens
 	x.mu.Unlock()
-	x.added, x.deleted, x.touched, x.mergeTo, x.newGen, x.dropped = map[string]uint64{}, map[string]bool{}, false, 0, nil, nil
+	x.added, x.deleted, x.touched, x.writing, x.dropped = map[string]uint64{}, map[string]bool{}, false, nil, nil
 	return nil
 }
 
@@ -241,78 +272,100 @@ func flatToGeneration(b *bolt.Bucket, through uint64) error {
 	return ids.Put(seqKey(through), blob.bytes())
 }
 
-// merge writes the ids in memory, sorted, into a new generation covering
-// the seqs up to last, the highest given so far, and moves ids_through to
-// it. It runs at the end of a group commit, after its operations.
-func (x *idIndex) merge(b *bolt.Bucket, last uint64) error {
+// prepare sorts the epoch's ids into its generation, off the commit's
+// path. Deletes that reach e.m meanwhile leave stale entries in it, which
+// lookups skip.
+func (x *idIndex) prepare(e *idEpoch) {
+	type entry struct {
+		id  string
+		seq uint64
+	}
 	x.mu.RLock()
-	all := make(map[string]uint64, len(x.recent)+len(x.added))
-	for id, seq := range x.recent {
-		if !x.deleted[id] {
-			all[id] = seq
-		}
+	all := make([]entry, 0, len(e.m))
+	for id, seq := range e.m {
+		all = append(all, entry{id, seq})
 	}
 	x.mu.RUnlock()
-	for id, seq := range x.added {
-		all[id] = seq
+	slices.SortFunc(all, func(a, b entry) int { return strings.Compare(a.id, b.id) })
+	blob := newGenBlob(len(all))
+	f := newBloom(len(all))
+	for _, en := range all {
+		blob.add([]byte(en.id), en.seq)
+		f.add(maphash.String(idSeed, en.id))
 	}
-	if len(all) > 0 {
-		ids := make([]string, 0, len(all))
-		for id := range all {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		blob := newGenBlob(len(ids))
-		g := &idGen{last: last, bloom: newBloom(len(ids))}
-		for _, id := range ids {
-			blob.add([]byte(id), all[id])
-			g.bloom.add(maphash.String(idSeed, id))
-		}
-		if err := b.Bucket(bktIDs).Put(seqKey(last), blob.bytes()); err != nil {
-			return err
-		}
-		x.newGen = g
+	e.blob, e.bloom = blob.bytes(), f
+	close(e.ready)
+}
+
+// writeReady writes the sealed epoch's generation into the commit under
+// way when it is ready, moving ids_through to it.
+func (x *idIndex) writeReady(b *bolt.Bucket) error {
+	x.mu.RLock()
+	e := x.sealed
+	x.mu.RUnlock()
+	if e == nil {
+		return nil
 	}
-	if err := b.Bucket(bktMeta).Put(keyIDsThrough, seqKey(last)); err != nil {
+	select {
+	case <-e.ready:
+	default:
+		return nil
+	}
+	if err := b.Bucket(bktIDs).Put(seqKey(e.last), e.blob); err != nil {
 		return err
 	}
-	x.mergeTo = last
+	if err := b.Bucket(bktMeta).Put(keyIDsThrough, seqKey(e.last)); err != nil {
+		return err
+	}
+	x.writing = e
 	return nil
 }
 
 // end ends the commit under way: ok, it is on disk and readers see its ids
-// from now on; else nothing of it is kept.
-func (x *idIndex) end(ok bool) {
+// from now on; else nothing of it is kept. sealAt, when not 0, seals the
+// ids in memory as the epoch up to that seq (the highest given so far)
+// and starts preparing its generation.
+func (x *idIndex) end(ok bool, sealAt uint64) {
 	if ok {
 		x.mu.Lock()
 		for id := range x.deleted {
-			delete(x.recent, id)
+			delete(x.cur, id)
+			if x.sealed != nil {
+				delete(x.sealed.m, id)
+			}
 			delete(x.merged, id)
 		}
 		for id, seq := range x.added {
-			x.recent[id] = seq
+			x.cur[id] = seq
 		}
-		if len(x.dropped) > 0 || x.newGen != nil {
+		if len(x.dropped) > 0 || x.writing != nil {
 			gens := make([]*idGen, 0, len(x.gens)+1)
 			for _, g := range x.gens {
 				if !slices.Contains(x.dropped, g.last) {
 					gens = append(gens, g)
 				}
 			}
-			if x.newGen != nil {
-				gens = append(gens, x.newGen)
+			if w := x.writing; w != nil && !slices.Contains(x.dropped, w.last) {
+				gens = append(gens, &idGen{last: w.last, bloom: w.bloom})
 			}
 			x.gens = gens
 		}
-		if x.mergeTo != 0 {
-			x.merged, x.recent = x.recent, map[string]uint64{}
-			x.through = x.mergeTo
+		if w := x.writing; w != nil {
+			x.merged, x.sealed, x.through = w.m, nil, w.last
+		}
+		var e *idEpoch
+		if sealAt != 0 && x.sealed == nil {
+			e = &idEpoch{m: x.cur, last: sealAt, ready: make(chan struct{})}
+			x.sealed, x.cur = e, map[string]uint64{}
 		}
 		x.mu.Unlock()
+		if e != nil {
+			go x.prepare(e)
+		}
 	}
 	clear(x.added)
 	clear(x.deleted)
-	x.touched, x.mergeTo, x.newGen, x.dropped = false, 0, nil, x.dropped[:0]
+	x.touched, x.writing, x.dropped = false, nil, x.dropped[:0]
 }
 
 // recordID is the id a record carries (encodeBinary, encodeEvent), without

@@ -212,39 +212,6 @@ func storeGens(t *testing.T, s *Store, q *Queue) map[uint64][]string {
 	return out
 }
 
-// TestIDsReaderAcrossMerge: a read transaction begun before a merge
-// finds, after it, the ids the merge moved out of memory (its snapshot
-// does not have their generation).
-func TestIDsReaderAcrossMerge(t *testing.T) {
-	s, q := openMerge(t, filepath.Join(t.TempDir(), "queue.db"), 3)
-	mustEnqueue(t, q, "x1")
-	mustEnqueue(t, q, "x2")
-	s.mu.RLock()
-	tx, err := s.db.Begin(false)
-	s.mu.RUnlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	mustEnqueue(t, q, "x3") // the third: merged in this commit
-	if n := q.ids.size(); n != 0 {
-		t.Fatalf("%d ids in memory after the merge, want 0", n)
-	}
-	if g := genIDs(t, tx, q); len(g) != 0 {
-		t.Fatalf("the reader's snapshot already has generations %v: the test does not test the merge", g)
-	}
-	b := q.buckets(tx)
-	for _, id := range []string{"x1", "x2"} {
-		if _, rec := b.lookup([]byte(id)); rec == nil {
-			t.Fatalf("a reader from before the merge does not find %s", id)
-		}
-	}
-	_ = tx.Rollback()
-	if g := storeGens(t, s, q); !reflect.DeepEqual(g, map[uint64][]string{3: {"x1", "x2", "x3"}}) {
-		t.Fatalf("generations after the merge: %v, want {3: x1 x2 x3}", g)
-	}
-}
-
 // TestIDsGenerations: ids go into generations of MergeIDs, sorted; a
 // generation whose events are all discarded or purged is dropped, in the
 // file and in memory, and one that keeps an event keeps its ids (the
@@ -258,6 +225,9 @@ func TestIDsGenerations(t *testing.T) {
 		id := fmt.Sprintf("id-%02d-%x", i, (i*7919)%97)
 		ids = append(ids, id)
 		mustEnqueue(t, q, id)
+		if i == 3 || i == 7 { // sealed: write the generation
+			writeGens(t, s, q)
+		}
 	}
 	want := map[uint64][]string{4: slices.Sorted(slices.Values(ids[:4])), 8: slices.Sorted(slices.Values(ids[4:8]))}
 	if g := storeGens(t, s, q); !reflect.DeepEqual(g, want) {
@@ -425,65 +395,6 @@ func TestIDsDefaultMerge(t *testing.T) {
 	}
 }
 
-// TestIDsFailedMerge: a commit that fails after one queue's merge ran (the
-// next queue's merge fails: an operation of the batch created a bucket
-// where its generation goes) keeps nothing of the merge, in memory or in
-// the file, and the next commit merges again.
-func TestIDsFailedMerge(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	s, q1 := openMerge(t, path, 3)
-	q2, err := s.Queue("q2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"a", "b"} {
-		mustEnqueue(t, q1, id)
-		mustEnqueue(t, q2, id)
-	}
-	merges := 0 // q1's merge runs, then q2's fails
-	errs := failingBatchWith(t, s, &op{done: make(chan error, 1), apply: func(tx *bolt.Tx) error {
-		merges = len(s.merging)
-		_, err := q2.buckets(tx).ids.CreateBucket(seqKey(3)) // where q2's generation goes
-		return err
-	}},
-		func() error { _, err := enqueueID(q1, "c"); return err },
-		func() error { _, err := enqueueID(q2, "c"); return err },
-	)
-	for i, err := range errs {
-		if !errors.Is(err, ErrStore) {
-			t.Fatalf("enqueue %d of the failed commit: %v, want ErrStore", i, err)
-		}
-	}
-	if merges != 2 {
-		t.Fatalf("%d queues merging in the failed commit, want 2: the test does not test a failed merge", merges)
-	}
-	for _, q := range []*Queue{q1, q2} {
-		q.ids.mu.RLock()
-		gens, through := len(q.ids.gens), q.ids.through
-		q.ids.mu.RUnlock()
-		if gens != 0 || through != 0 || q.ids.size() != 2 {
-			t.Fatalf("%s after the failed merge: %d generations, through %d, %d ids in memory; want 0, 0, 2", q.Name, gens, through, q.ids.size())
-		}
-		for _, id := range []string{"a", "b"} {
-			if _, err := q.Get(id, false); err != nil {
-				t.Fatalf("%s: Get(%s) after the failed merge: %v", q.Name, id, err)
-			}
-		}
-	}
-	if g := storeGens(t, s, q1); len(g) != 0 {
-		t.Fatalf("q1's generations in the file after the failed merge: %v", g)
-	}
-	mustEnqueue(t, q1, "c") // merges now
-	if g := storeGens(t, s, q1); len(g) != 1 {
-		t.Fatalf("q1's generations after the next merge: %v, want one", g)
-	}
-	for _, id := range []string{"a", "b", "c"} {
-		if res, err := enqueueID(q1, id); err != nil || !res.Duplicate {
-			t.Fatalf("Enqueue(%s) again = %+v, %v; want a duplicate", id, res, err)
-		}
-	}
-}
-
 // TestIDsLandedFailedCommit: a commit reported failed (its last fsync) may
 // be on disk after all. Before the next commit the store reads the file
 // back: the event it holds is found, deduplicated, counted and completed.
@@ -589,4 +500,173 @@ func FuzzGenFind(f *testing.F) {
 			}
 		}
 	})
+}
+
+// writeGens has the store write the generations its queues have sealed:
+// it waits for each epoch to be prepared, then commits an empty write.
+func writeGens(t *testing.T, s *Store, qs ...*Queue) {
+	t.Helper()
+	for _, q := range qs {
+		waitPrepared(t, q)
+	}
+	if err := s.write(0, func(*bolt.Tx) error { return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		if !q.ids.canSeal() {
+			t.Fatalf("%s: the sealed epoch was not written", q.Name)
+		}
+	}
+}
+
+// waitPrepared waits until q's sealed epoch, if any, is prepared.
+func waitPrepared(t *testing.T, q *Queue) {
+	t.Helper()
+	q.ids.mu.RLock()
+	e := q.ids.sealed
+	q.ids.mu.RUnlock()
+	if e == nil {
+		return
+	}
+	select {
+	case <-e.ready:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: the sealed epoch was not prepared in 30 s", q.Name)
+	}
+}
+
+// TestIDsReaderAcrossMerge: a read transaction begun before a generation
+// is written finds, after it, the ids that left memory with it (its
+// snapshot does not have the generation).
+func TestIDsReaderAcrossMerge(t *testing.T) {
+	s, q := openMerge(t, filepath.Join(t.TempDir(), "queue.db"), 3)
+	for _, id := range []string{"x1", "x2", "x3"} { // the third seals them
+		mustEnqueue(t, q, id)
+	}
+	if q.ids.canSeal() {
+		t.Fatal("3 ids with MergeIDs 3 sealed no epoch")
+	}
+	s.mu.RLock()
+	tx, err := s.db.Begin(false)
+	s.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	writeGens(t, s, q)
+	if n := q.ids.size(); n != 0 {
+		t.Fatalf("%d ids in memory after the generation was written, want 0", n)
+	}
+	if g := genIDs(t, tx, q); len(g) != 0 {
+		t.Fatalf("the reader's snapshot already has generations %v: the test does not test the merge", g)
+	}
+	b := q.buckets(tx)
+	for _, id := range []string{"x1", "x2", "x3"} {
+		if _, rec := b.lookup([]byte(id)); rec == nil {
+			t.Fatalf("a reader from before the generation does not find %s", id)
+		}
+	}
+	_ = tx.Rollback()
+	if g := storeGens(t, s, q); !reflect.DeepEqual(g, map[uint64][]string{3: {"x1", "x2", "x3"}}) {
+		t.Fatalf("generations: %v, want {3: x1 x2 x3}", g)
+	}
+}
+
+// TestIDsFailedMerge: a commit that fails after one queue's generation
+// was written in it (the next queue's cannot be: a bucket is in its
+// place) keeps nothing of either, in memory or in the file; the ids stay
+// found, and once the way is clear the next commits write the
+// generations again.
+func TestIDsFailedMerge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	s, q1 := openMerge(t, path, 3)
+	q2, err := s.Queue("q2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := func(q *Queue) func(tx *bolt.Tx) *bolt.Bucket {
+		return func(tx *bolt.Tx) *bolt.Bucket { return q.buckets(tx).ids }
+	}
+	if err := s.write(0, func(tx *bolt.Tx) error {
+		_, err := in(q2)(tx).CreateBucket(seqKey(3)) // where q2's generation goes
+		return err
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b"} {
+		mustEnqueue(t, q1, id)
+		mustEnqueue(t, q2, id)
+	}
+	// both thirds in one commit: both queues seal, q1 first
+	entered, release := make(chan struct{}), make(chan struct{})
+	hold := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error { close(entered); <-release; return nil }}
+	s.ops <- hold
+	<-entered
+	errs := make(chan error, 2)
+	for i, q := range []*Queue{q1, q2} {
+		go func() { _, err := enqueueID(q, "c"); errs <- err }()
+		for len(s.ops) < i+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-hold.done; err != nil {
+		t.Fatal(err)
+	}
+	waitPrepared(t, q1)
+	waitPrepared(t, q2)
+	if q1.ids.canSeal() || q2.ids.canSeal() || !reflect.DeepEqual(s.sealed, []*Queue{q1, q2}) {
+		t.Fatalf("queues with an epoch to write: %v, want q1 then q2", s.sealed)
+	}
+	// the next commit writes q1's generation, then fails on q2's
+	if _, err := enqueueID(q1, "d"); !errors.Is(err, ErrStore) {
+		t.Fatalf("Enqueue(d) in the commit that cannot write q2's generation: %v, want ErrStore", err)
+	}
+	for _, q := range []*Queue{q1, q2} {
+		q.ids.mu.RLock()
+		gens, through := len(q.ids.gens), q.ids.through
+		q.ids.mu.RUnlock()
+		if gens != 0 || through != 0 {
+			t.Fatalf("%s after the failed commit: %d generations, through %d; want none, 0", q.Name, gens, through)
+		}
+		for _, id := range []string{"a", "b", "c"} {
+			if _, err := q.Get(id, false); err != nil {
+				t.Fatalf("%s: Get(%s) after the failed commit: %v", q.Name, id, err)
+			}
+		}
+	}
+	if g := storeGens(t, s, q1); len(g) != 0 {
+		t.Fatalf("q1's generations in the file after the failed commit: %v", g)
+	}
+	// clear the way (the next commit reopens the file and reads it back)
+	s.mu.RLock()
+	err = s.db.Update(func(tx *bolt.Tx) error { return in(q2)(tx).DeleteBucket(seqKey(3)) })
+	s.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEnqueue(t, q1, "d")
+	mustEnqueue(t, q2, "d")
+	writeGens(t, s, q1, q2)
+	for _, q := range []*Queue{q1, q2} {
+		g := storeGens(t, s, q)
+		var all []string
+		for _, ids := range g {
+			all = append(all, ids...)
+		}
+		slices.Sort(all)
+		if len(g) != 1 || !reflect.DeepEqual(all, []string{"a", "b", "c", "d"}) {
+			t.Fatalf("%s: generations %v, want one of a b c d", q.Name, g)
+		}
+		for _, id := range []string{"a", "b", "c", "d"} {
+			if res, err := enqueueID(q, id); err != nil || !res.Duplicate {
+				t.Fatalf("%s: Enqueue(%s) again = %+v, %v; want a duplicate", q.Name, id, res, err)
+			}
+		}
+	}
 }

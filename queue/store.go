@@ -235,12 +235,13 @@ type Store struct {
 	degraded error
 
 	ops chan *op
-	// touched are the queues whose ids the commit under way changes, and
-	// merging those whose ids it merges (the committer's own)
-	touched, merging []*Queue
-	stop             chan struct{}
-	done             chan struct{}
-	closed           sync.Once
+	// touched are the queues whose ids the commit under way changes,
+	// sealing those whose new ids it seals into an epoch, and sealed those
+	// with an epoch to write once ready (the committer's own; idIndex)
+	touched, sealing, sealed []*Queue
+	stop                     chan struct{}
+	done                     chan struct{}
+	closed                   sync.Once
 
 	qmu    sync.Mutex
 	queues map[string]*Queue
@@ -511,25 +512,38 @@ func (s *Store) commit(batch []*op) error {
 	if s.db == nil {
 		return ErrClosed
 	}
-	s.touched, s.merging = s.touched[:0], s.merging[:0]
+	s.touched, s.sealing = s.touched[:0], s.sealing[:0]
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, o := range batch {
-			if err := o.apply(tx); err != nil {
+		// the generations prepared since the last commit, first: the
+		// operations below may drop one again
+		for _, q := range s.sealed {
+			q.touch()
+			if err := q.ids.writeReady(tx.Bucket(bktQueues).Bucket(q.name)); err != nil {
 				return err
 			}
 		}
-		for _, q := range s.merging {
-			q.mu.Lock()
-			last := q.seq
-			q.mu.Unlock()
-			if err := q.ids.merge(tx.Bucket(bktQueues).Bucket(q.name), last); err != nil {
+		for _, o := range batch {
+			if err := o.apply(tx); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	for _, q := range s.touched {
-		q.ids.end(err == nil)
+		var sealAt uint64
+		if err == nil && slices.Contains(s.sealing, q) {
+			q.mu.Lock()
+			sealAt = q.seq
+			q.mu.Unlock()
+		}
+		q.ids.end(err == nil, sealAt)
+		if sealed := !q.ids.canSeal(); sealed != slices.Contains(s.sealed, q) {
+			if sealed {
+				s.sealed = append(s.sealed, q)
+			} else {
+				s.sealed = slices.DeleteFunc(s.sealed, func(o *Queue) bool { return o == q })
+			}
+		}
 	}
 	if err != nil {
 		s.degraded = err
@@ -724,8 +738,8 @@ func (b qbuckets) lookup(id []byte) (key, rec []byte) {
 func (q *Queue) addID(id string, seq uint64) {
 	q.touch()
 	q.ids.add(id, seq)
-	if !slices.Contains(q.s.merging, q) && q.ids.size() >= q.s.opts.MergeIDs {
-		q.s.merging = append(q.s.merging, q)
+	if !slices.Contains(q.s.sealing, q) && q.ids.size() >= q.s.opts.MergeIDs && q.ids.canSeal() {
+		q.s.sealing = append(q.s.sealing, q)
 	}
 }
 
