@@ -25,9 +25,9 @@ import (
 //   - once there are Options.MergeIDs of them, the commit that reaches it
 //     seals them (an epoch, up to the highest seq given); a goroutine
 //     sorts them into a new generation off the commit's path, and the
-//     next commit after that writes it: one value in ids (genBlob: the
-//     ids and their seqs, searched by bisection), keyed by the highest
-//     seq it covers, written once and never changed. (A bucket written
+//     next commit after that writes it: one value (genBlob: the ids and
+//     their seqs, searched by bisection) in a bucket of ids named by the
+//     highest seq it covers, written once and never changed. (A bucket written
 //     key by key in the commit stalled it 30–60 ms for 32,768 ids, and
 //     sorting them in the commit 15–30 ms; writing the prepared value
 //     costs the commit about its 1.5 MB.) A generation covers the seqs
@@ -129,7 +129,7 @@ func (x *idIndex) get(id []byte, inCommit bool, ids *bolt.Bucket) (uint64, bool)
 		if !gens[i].bloom.has(h) {
 			continue
 		}
-		if seq, ok := genFind(ids.Get(seqKey(gens[i].last)), id); ok {
+		if seq, ok := genFind(genGet(ids, gens[i].last), id); ok {
 			return seq, true // the newest entry decides (the caller checks the record)
 		}
 	}
@@ -161,7 +161,7 @@ func (x *idIndex) del(ids, events *bolt.Bucket, id []byte, seq uint64) error {
 		return nil
 	}
 	x.dropped = append(x.dropped, last)
-	return ids.Delete(seqKey(last))
+	return ids.DeleteBucket(seqKey(last))
 }
 
 // size is the number of ids in memory that no epoch holds yet.
@@ -205,6 +205,9 @@ func (x *idIndex) load(b *bolt.Bucket) error {
 	}
 	var gens []*idGen
 	err := ids.ForEach(func(k, v []byte) error {
+		if len(k) == 8 && v == nil {
+			v = genGet(ids, binary.BigEndian.Uint64(k))
+		}
 		n, ok := genLen(v)
 		if len(k) != 8 || !ok {
 			return fmt.Errorf("%w: a damaged generation of ids", ErrStore)
@@ -269,7 +272,7 @@ func flatToGeneration(b *bolt.Bucket, through uint64) error {
 		}
 		blob.add(e.k, binary.BigEndian.Uint64(e.v))
 	}
-	return ids.Put(seqKey(through), blob.bytes())
+	return genPut(ids, through, blob.bytes())
 }
 
 // prepare sorts the epoch's ids into its generation, off the commit's
@@ -311,7 +314,7 @@ func (x *idIndex) writeReady(b *bolt.Bucket) error {
 	default:
 		return nil
 	}
-	if err := b.Bucket(bktIDs).Put(seqKey(e.last), e.blob); err != nil {
+	if err := genPut(b.Bucket(bktIDs), e.last, e.blob); err != nil {
 		return err
 	}
 	if err := b.Bucket(bktMeta).Put(keyIDsThrough, seqKey(e.last)); err != nil {
@@ -405,6 +408,29 @@ func (f bloom) has(h uint64) bool {
 		}
 	}
 	return true
+}
+
+// A generation is stored as the one value (keyGen) of a bucket of its own,
+// named by its key in ids: large values side by side in one leaf would be
+// rewritten together whenever one is added (bbolt keeps at least two, up
+// to five, per leaf), ~6 MB for each generation of 1.5 MB.
+var keyGen = []byte("g")
+
+func genPut(ids *bolt.Bucket, last uint64, blob []byte) error {
+	b, err := ids.CreateBucket(seqKey(last))
+	if err != nil {
+		return err
+	}
+	return b.Put(keyGen, blob)
+}
+
+// genGet is the stored generation last (nil when there is none).
+func genGet(ids *bolt.Bucket, last uint64) []byte {
+	b := ids.Bucket(seqKey(last))
+	if b == nil {
+		return nil
+	}
+	return b.Get(keyGen)
 }
 
 // genBlob is a generation as stored: n (4 bytes), the n+1 offsets of the

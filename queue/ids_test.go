@@ -179,6 +179,10 @@ func genIDs(t *testing.T, tx *bolt.Tx, q *Queue) map[uint64][]string {
 	ids := q.buckets(tx).ids
 	out := map[uint64][]string{}
 	err := ids.ForEach(func(k, v []byte) error {
+		if v != nil || len(k) != 8 {
+			return fmt.Errorf("ids: %q is not a generation's bucket", k)
+		}
+		v = genGet(ids, binary.BigEndian.Uint64(k))
 		n, ok := genLen(v)
 		if len(k) != 8 || !ok {
 			return fmt.Errorf("ids: %q is not a generation", k)

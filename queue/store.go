@@ -263,9 +263,10 @@ var (
 
 // The layout of a queue's buckets (format 2):
 //
-//	ids     generations (ids.go): highest seq covered → the ids and their
-//	        seqs, sorted (genBlob); the ids of the latest events are in
-//	        memory only (and in their records)
+//	ids     generations (ids.go): a bucket each, named by the highest seq
+//	        it covers, holding the ids and their seqs, sorted, as one value
+//	        (genBlob); the ids of the latest events are in memory only (and
+//	        in their records)
 //	events  seq → record (encodeBinary; encodeEvent before it)
 //	bodies  seq → body, while pending or dead
 //	due     due time ‖ seq → id, pending events
