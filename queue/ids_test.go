@@ -386,8 +386,8 @@ func TestBloom(t *testing.T) {
 }
 
 // TestIDsDefaultMerge: by default the ids of 32,768 new events wait in
-// memory before a merge (the README's "at most 2 × 32,768": the waiting
-// ones and the generation merged last).
+// memory before they are sealed into a generation (the README's "about 3 ×
+// 32,768": the newest, the sealed epoch and the generation written last).
 func TestIDsDefaultMerge(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "queue.db"), Options{})
 	if err != nil {
