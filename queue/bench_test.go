@@ -218,28 +218,38 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// benchLimits leave every bench append room.
+var benchLimits = Limits{MaxEvents: 1 << 30, MaxBytes: 1 << 42}
+
+// benchQueue is the queue "vev" of a new store in the benchmark's
+// temporary directory, closed when it ends.
+func benchQueue(b *testing.B) *Queue {
+	b.Helper()
+	s, err := Open(filepath.Join(b.TempDir(), "queue.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	q, err := s.Queue("vev")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return q
+}
+
 func BenchmarkEnqueue(b *testing.B) {
 	for _, sh := range benchShapes {
 		body := benchBody(sh.size)
 		header := benchHeader(sh.size)
 		for _, writers := range sh.writers {
 			b.Run("size="+sizeName(sh.size)+"/writers="+strconv.Itoa(writers), func(b *testing.B) {
-				s, err := Open(filepath.Join(b.TempDir(), "queue.db"), Options{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				q, err := s.Queue("vev")
-				if err != nil {
-					b.Fatal(err)
-				}
-				lim := Limits{MaxEvents: 1 << 30, MaxBytes: 1 << 42}
+				q := benchQueue(b)
 				runWriters(b, writers, sh.size, func(int) func(string) error {
 					ev := benchEvent(body, header)
 					return func(id string) error {
 						ev.ID = id
 						ev.ReceivedAt = time.Now()
-						res, err := q.Enqueue(&ev, lim)
+						res, err := q.Enqueue(&ev, benchLimits)
 						if err == nil && (res.Duplicate || res.State != Pending) {
 							b.Errorf("Enqueue(%s) = %+v", id, res)
 						}
@@ -268,16 +278,7 @@ func BenchmarkEnqueueGrown(b *testing.B) {
 	}
 	body := benchBody(1 << 10)
 	header := benchHeader(1 << 10)
-	s, err := Open(filepath.Join(b.TempDir(), "queue.db"), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	q, err := s.Queue("vev")
-	if err != nil {
-		b.Fatal(err)
-	}
-	lim := Limits{MaxEvents: 1 << 30, MaxBytes: 1 << 42}
+	q := benchQueue(b)
 	var added atomic.Int64
 	// fill up to n events, 64 writers at a time
 	fill := func(n int64) {
@@ -287,7 +288,7 @@ func BenchmarkEnqueueGrown(b *testing.B) {
 				ev := benchEvent(body, header)
 				for added.Add(1) <= n {
 					ev.ID, ev.ReceivedAt = benchID(), time.Now()
-					if _, err := q.Enqueue(&ev, lim); err != nil {
+					if _, err := q.Enqueue(&ev, benchLimits); err != nil {
 						b.Error(err)
 						return
 					}
@@ -305,7 +306,7 @@ func BenchmarkEnqueueGrown(b *testing.B) {
 			ev := benchEvent(body, header)
 			return func(id string) error {
 				ev.ID, ev.ReceivedAt = id, time.Now()
-				res, err := q.Enqueue(&ev, lim)
+				res, err := q.Enqueue(&ev, benchLimits)
 				if err == nil && (res.Duplicate || res.State != Pending) {
 					b.Errorf("Enqueue(%s) = %+v", id, res)
 				}

@@ -24,6 +24,8 @@ import (
 // transaction spans a merge, generations dropped, the first index's flat
 // ids, and the Bloom filters.
 
+// openMerge opens a store at path with a generation every every new ids
+// (0: the default), and its queue "q".
 func openMerge(t *testing.T, path string, every int) (*Store, *Queue) {
 	t.Helper()
 	s, err := Open(path, Options{LockTimeout: 2 * time.Second, MergeIDs: every})

@@ -932,16 +932,7 @@ func (r *modelRun) compareEvent(mq *mQueue, id string, ev *Event, withBody bool)
 // openTest opens a store at a new path and its queue "q".
 func openTest(t *testing.T, path string) (*Store, *Queue) {
 	t.Helper()
-	s, err := Open(path, Options{LockTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	q, err := s.Queue("q")
-	if err != nil {
-		t.Fatalf("Queue: %v", err)
-	}
-	return s, q
+	return openMerge(t, path, 0) // the default MergeIDs
 }
 
 // txID is the id of the store's last committed write transaction: it
