@@ -220,8 +220,8 @@ type Options struct {
 	// MaxBatchBytes bounds the bodies of one group commit. Default 64 MiB.
 	MaxBatchBytes int64
 	// MergeIDs is how many ids of new events are kept in memory before
-	// they are written into the file's id tree together (see idIndex).
-	// Default 32768.
+	// they are sealed into a generation of the file's id index (see
+	// idIndex). Default 32768.
 	MergeIDs int
 }
 
@@ -276,8 +276,8 @@ var (
 //
 // No write takes random keys: events, bodies and order are appended to,
 // generations are written once, in order, so a group commit rewrites few
-// pages. (Deletes, when events are purged, are not in order.) Format 1 (no format key) keyed
-// events and bodies by id; Queue migrates it in place.
+// pages (deletes, when events are purged, are not in order). Format 1 (no
+// format key) keyed events and bodies by id; Queue migrates it in place.
 const formatV2 = 2
 
 // Open opens (creating it and its directory) the bbolt file at path. A
@@ -735,7 +735,7 @@ func (b qbuckets) lookup(id []byte) (key, rec []byte) {
 }
 
 // addID notes the id of an event appended in this commit, and has the
-// commit merge the ids into the tree when enough are waiting.
+// commit seal the ids in memory into an epoch when enough are waiting.
 func (q *Queue) addID(id string, seq uint64) {
 	q.touch()
 	q.ids.add(id, seq)
