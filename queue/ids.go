@@ -85,6 +85,9 @@ type idEpoch struct {
 	ready chan struct{} // closed when blob and bloom are set
 	blob  []byte
 	bloom bloom
+	// empty: none of its events was left when it was written, so no
+	// generation was (the committer's own)
+	empty bool
 }
 
 // idGen is one generation: its key (the highest seq it covers) and the
@@ -314,8 +317,18 @@ func (x *idIndex) writeReady(b *bolt.Bucket) error {
 	default:
 		return nil
 	}
-	if err := genPut(b.Bucket(bktIDs), e.last, e.blob); err != nil {
-		return err
+	// The epoch's events may all be gone already (discarded or purged
+	// since it was sealed): then there is no generation to write, and
+	// none that a later delete would drop.
+	x.mu.RLock()
+	through := x.through
+	x.mu.RUnlock()
+	e.empty = true
+	if k, _ := b.Bucket(bktEvents).Cursor().Seek(seqKey(through + 1)); k != nil && binary.BigEndian.Uint64(k) <= e.last {
+		e.empty = false
+		if err := genPut(b.Bucket(bktIDs), e.last, e.blob); err != nil {
+			return err
+		}
 	}
 	if err := b.Bucket(bktMeta).Put(keyIDsThrough, seqKey(e.last)); err != nil {
 		return err
@@ -348,7 +361,7 @@ func (x *idIndex) end(ok bool, sealAt uint64) {
 					gens = append(gens, g)
 				}
 			}
-			if w := x.writing; w != nil && !slices.Contains(x.dropped, w.last) {
+			if w := x.writing; w != nil && !w.empty && !slices.Contains(x.dropped, w.last) {
 				gens = append(gens, &idGen{last: w.last, bloom: w.bloom})
 			}
 			x.gens = gens

@@ -297,6 +297,19 @@ func TestIDsGenerations(t *testing.T) {
 	}
 	s, q = openMerge(t, path, 4)
 	check("reopened")
+	// read back: only the ids above ids_through are in memory (the 9th;
+	// the 10th was discarded)
+	if n := q.ids.size(); n != 1 {
+		t.Fatalf("reopened: %d ids in memory, want 1", n)
+	}
+	if err := s.view(func(tx *bolt.Tx) error {
+		if v := q.buckets(tx).meta.Get(keyIDsThrough); binary.BigEndian.Uint64(v) != 8 {
+			return fmt.Errorf("ids_through = %x, want 8", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// the gone ids are new again
 	for id := range gone {
 		mustEnqueue(t, q, id)
@@ -675,4 +688,99 @@ func TestIDsFailedMerge(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sealThree enqueues ids in a new store with a generation every 3 (the
+// third seals them) and returns it, without writing the generation.
+func sealThree(t *testing.T, ids ...string) (*Store, *Queue) {
+	t.Helper()
+	s, q := openMerge(t, filepath.Join(t.TempDir(), "queue.db"), 3)
+	for _, id := range ids {
+		mustEnqueue(t, q, id)
+	}
+	return s, q
+}
+
+// TestIDsGenerationDropped: a generation is dropped when its last event
+// goes, by Discard (which deletes the record before the id) as by Purge,
+// also while an older generation keeps events; and one whose events have
+// all gone before it is written is not written at all.
+func TestIDsGenerationDropped(t *testing.T) {
+	t.Run("discarded after it is written", func(t *testing.T) {
+		s, q := sealThree(t, "a", "b", "c")
+		writeGens(t, s, q)
+		for _, id := range []string{"a", "b", "c"} {
+			if err := q.Discard(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if g := storeGens(t, s, q); len(g) != 0 {
+			t.Fatalf("generations after every event was discarded: %v, want none", g)
+		}
+	})
+	t.Run("a newer one while an older one keeps events", func(t *testing.T) {
+		s, q := sealThree(t, "a", "b", "c")
+		writeGens(t, s, q)
+		for _, id := range []string{"d", "e", "f"} {
+			mustEnqueue(t, q, id)
+		}
+		writeGens(t, s, q)
+		for _, id := range []string{"d", "e", "f", "a"} {
+			if err := q.Discard(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if g := storeGens(t, s, q); !reflect.DeepEqual(g, map[uint64][]string{3: {"a", "b", "c"}}) {
+			t.Fatalf("generations: %v, want only {3: a b c} (6 has no event left)", g)
+		}
+		q.ids.mu.RLock()
+		n := len(q.ids.gens)
+		q.ids.mu.RUnlock()
+		if n != 1 {
+			t.Fatalf("%d generations in memory, want 1", n)
+		}
+	})
+	t.Run("gone in the commit that seals it", func(t *testing.T) {
+		s, q := sealThree(t, "a", "b")
+		// one commit: c (which seals a, b, c) and the discards of all three
+		entered, release := make(chan struct{}), make(chan struct{})
+		hold := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error { close(entered); <-release; return nil }}
+		s.ops <- hold
+		<-entered
+		calls := []func() error{
+			func() error { _, err := enqueueID(q, "c"); return err },
+			func() error { return q.Discard("a") },
+			func() error { return q.Discard("b") },
+			func() error { return q.Discard("c") },
+		}
+		errs := make(chan error, len(calls))
+		for i, call := range calls {
+			go func() { errs <- call() }()
+			for len(s.ops) < i+1 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		close(release)
+		for range calls {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-hold.done; err != nil {
+			t.Fatal(err)
+		}
+		if q.ids.canSeal() {
+			t.Fatal("the commit sealed no epoch: the test does not test an epoch with no event left")
+		}
+		writeGens(t, s, q)
+		if g := storeGens(t, s, q); len(g) != 0 {
+			t.Fatalf("generations: %v, want none", g)
+		}
+		q.ids.mu.RLock()
+		n, through := len(q.ids.gens), q.ids.through
+		q.ids.mu.RUnlock()
+		if n != 0 || through != 3 {
+			t.Fatalf("in memory: %d generations, through %d; want none, 3", n, through)
+		}
+	})
 }
