@@ -174,6 +174,14 @@ func (x *idIndex) size() int {
 	return len(x.cur) + len(x.added)
 }
 
+// sealDue: at least n ids wait for an epoch and none is being prepared
+// or written (one lock for Enqueue's check).
+func (x *idIndex) sealDue(n int) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.sealed == nil && len(x.cur)+len(x.added) >= n
+}
+
 // canSeal: no epoch is being prepared or written.
 func (x *idIndex) canSeal() bool {
 	x.mu.RLock()
@@ -450,15 +458,11 @@ func genGet(ids *bolt.Bucket, last uint64) []byte {
 // ids in the text that follows (4 bytes each), the n seqs (8 bytes each),
 // then the ids, sorted, end to end. Big endian.
 type genBlob struct {
-	n        int
-	offs     []byte
-	seqs     []byte
-	text     []byte
-	nextText uint32
+	offs, seqs, text []byte
 }
 
 func newGenBlob(n int) *genBlob {
-	g := &genBlob{n: n, offs: make([]byte, 0, 4*(n+1)), seqs: make([]byte, 0, 8*n)}
+	g := &genBlob{offs: make([]byte, 0, 4*(n+1)), seqs: make([]byte, 0, 8*n)}
 	g.offs = binary.BigEndian.AppendUint32(g.offs, 0)
 	return g
 }

@@ -67,6 +67,18 @@ func failingBatch(t *testing.T, s *Store, calls ...func() error) []error {
 // failingBatchWith is failingBatch with the operation that fails it.
 func failingBatchWith(t *testing.T, s *Store, fail *op, calls ...func() error) []error {
 	t.Helper()
+	errs := oneBatch(t, s, fail, calls...)
+	if err := <-fail.done; err == nil {
+		t.Fatalf("the failing operation's commit succeeded")
+	}
+	return errs
+}
+
+// oneBatch runs the calls in one group commit, in this order, followed by
+// last when not nil: the committer is held in a transaction until they
+// all wait.
+func oneBatch(t *testing.T, s *Store, last *op, calls ...func() error) []error {
+	t.Helper()
 	entered, release := make(chan struct{}), make(chan struct{})
 	hold := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error {
 		close(entered)
@@ -92,16 +104,15 @@ func failingBatchWith(t *testing.T, s *Store, fail *op, calls ...func() error) [
 			time.Sleep(time.Millisecond)
 		}
 	}
-	s.ops <- fail
+	if last != nil {
+		s.ops <- last
+	}
 	close(release)
 	for range calls {
 		<-done
 	}
 	if err := <-hold.done; err != nil {
 		t.Fatalf("held transaction: %v", err)
-	}
-	if err := <-fail.done; err == nil {
-		t.Fatalf("the failing operation's commit succeeded")
 	}
 	return errs
 }
@@ -617,25 +628,13 @@ func TestIDsFailedMerge(t *testing.T) {
 		mustEnqueue(t, q2, id)
 	}
 	// both thirds in one commit: both queues seal, q1 first
-	entered, release := make(chan struct{}), make(chan struct{})
-	hold := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error { close(entered); <-release; return nil }}
-	s.ops <- hold
-	<-entered
-	errs := make(chan error, 2)
-	for i, q := range []*Queue{q1, q2} {
-		go func() { _, err := enqueueID(q, "c"); errs <- err }()
-		for len(s.ops) < i+1 {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	close(release)
-	for range 2 {
-		if err := <-errs; err != nil {
+	for _, err := range oneBatch(t, s, nil,
+		func() error { _, err := enqueueID(q1, "c"); return err },
+		func() error { _, err := enqueueID(q2, "c"); return err },
+	) {
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := <-hold.done; err != nil {
-		t.Fatal(err)
 	}
 	waitPrepared(t, q1)
 	waitPrepared(t, q2)
@@ -743,31 +742,15 @@ func TestIDsGenerationDropped(t *testing.T) {
 	t.Run("gone in the commit that seals it", func(t *testing.T) {
 		s, q := sealThree(t, "a", "b")
 		// one commit: c (which seals a, b, c) and the discards of all three
-		entered, release := make(chan struct{}), make(chan struct{})
-		hold := &op{done: make(chan error, 1), apply: func(*bolt.Tx) error { close(entered); <-release; return nil }}
-		s.ops <- hold
-		<-entered
-		calls := []func() error{
+		for _, err := range oneBatch(t, s, nil,
 			func() error { _, err := enqueueID(q, "c"); return err },
 			func() error { return q.Discard("a") },
 			func() error { return q.Discard("b") },
 			func() error { return q.Discard("c") },
-		}
-		errs := make(chan error, len(calls))
-		for i, call := range calls {
-			go func() { errs <- call() }()
-			for len(s.ops) < i+1 {
-				time.Sleep(time.Millisecond)
-			}
-		}
-		close(release)
-		for range calls {
-			if err := <-errs; err != nil {
+		) {
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		if err := <-hold.done; err != nil {
-			t.Fatal(err)
 		}
 		if q.ids.canSeal() {
 			t.Fatal("the commit sealed no epoch: the test does not test an epoch with no event left")

@@ -739,7 +739,7 @@ func (b qbuckets) lookup(id []byte) (key, rec []byte) {
 func (q *Queue) addID(id string, seq uint64) {
 	q.touch()
 	q.ids.add(id, seq)
-	if !slices.Contains(q.s.sealing, q) && q.ids.size() >= q.s.opts.MergeIDs && q.ids.canSeal() {
+	if !slices.Contains(q.s.sealing, q) && q.ids.sealDue(q.s.opts.MergeIDs) {
 		q.s.sealing = append(q.s.sealing, q)
 	}
 }
