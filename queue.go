@@ -48,7 +48,12 @@ const (
 	maxQueueDurationText = "100 years (876000h)"
 	queueStopGrace       = 5 * time.Second // attempts in flight at a reload or stop
 	queuePurgeEvery      = time.Minute
-	queueStoreBackoff    = time.Second // no dispatch for this long after a store error
+	queueStoreBackoff    = time.Second      // no dispatch for this long after a store error
+	queueWorkerIdle      = 10 * time.Second // an idle attempt worker ends after this
+	// attemptWindow × concurrency attempts may be under way: running, or
+	// ended and their outcomes waiting for the group commit, which takes
+	// the outcomes of the attempts that ended during the one before
+	attemptWindow = 8
 	// a lease (store redis) lasts attempt_timeout and this: the attempt
 	// and the commit of its outcome
 	queueLeaseMargin = 10 * time.Second
@@ -595,6 +600,10 @@ type queueRuntime struct {
 	// attempts start while the outcomes share one group commit), but
 	// they are still skipped by Due and guarded like in-flight events.
 	completing map[string]struct{}
+	// idle are the workers waiting for an attempt, each on its channel:
+	// goroutines that run one attempt after another (a goroutine per
+	// attempt would grow its stack through the deliver chain each time)
+	idle []chan attemptJob
 	// failStreak counts the attempts in a row the backend was unavailable
 	// (no answer, 502, 503, 504). From breakerAfter on, one attempt at a
 	// time is made, no sooner than probeAt, until one is delivered.
@@ -606,8 +615,9 @@ type queueRuntime struct {
 	once       sync.Once
 	started    bool
 
-	now  func() time.Time
-	rand func() float64 // [0,1), for the jitter
+	now        func() time.Time
+	rand       func() float64 // [0,1), for the jitter
+	workerIdle time.Duration  // queueWorkerIdle
 }
 
 func newQueueRuntime(name string, q queue.Backend) *queueRuntime {
@@ -621,6 +631,7 @@ func newQueueRuntime(name string, q queue.Backend) *queueRuntime {
 		done:       make(chan struct{}),
 		now:        time.Now,
 		rand:       mrand.Float64,
+		workerIdle: queueWorkerIdle,
 	}
 }
 
@@ -764,14 +775,14 @@ func (rt *queueRuntime) dispatch() time.Time {
 	if t == nil || rt.q.Paused() {
 		return time.Time{}
 	}
-	// at most concurrency attempts run, and at most concurrency more
-	// have ended with their outcome not yet committed: a crash delivers
-	// at most 2 × concurrency events again
+	// at most concurrency attempts run, and at most attemptWindow ×
+	// concurrency are under way (running, or ended with their outcome
+	// not yet committed): a crash delivers at most that many again
 	c := t.cfg.Concurrency
 	if t.cfg.Ordered {
 		c = 1
 	}
-	free := min(c-len(rt.inflight), 2*c-len(rt.inflight)-len(rt.completing))
+	free := min(c-len(rt.inflight), attemptWindow*c-len(rt.inflight)-len(rt.completing))
 	probing := rt.failStreak >= breakerAfter
 	if probing {
 		// the backend is down: one attempt (a probe) at a time, paced,
@@ -806,9 +817,62 @@ func (rt *queueRuntime) dispatch() time.Time {
 		ctx, cancel := context.WithCancel(t.ctx)
 		rt.inflight[ev.ID] = cancel
 		t.wg.Add(1)
-		go rt.attempt(ctx, cancel, t, ev)
+		j := attemptJob{ctx, cancel, t, ev}
+		if n := len(rt.idle); n > 0 {
+			// the worker that went idle last: its channel holds one
+			rt.idle[n-1] <- j
+			rt.idle = rt.idle[:n-1]
+			continue
+		}
+		go rt.worker(j)
 	}
 	return next
+}
+
+// attemptJob is one attempt handed to a worker.
+type attemptJob struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	t      *deliveryTarget
+	ev     *queue.Event
+}
+
+// worker runs j, then the attempts dispatch hands it, until it has been
+// idle for rt.workerIdle, the queue stops, or as many workers are idle
+// as attempts may be under way at once.
+func (rt *queueRuntime) worker(j attemptJob) {
+	next := make(chan attemptJob, 1)
+	timer := time.NewTimer(rt.workerIdle)
+	defer timer.Stop()
+	for {
+		rt.attempt(j.ctx, j.cancel, j.t, j.ev)
+		rt.mu.Lock()
+		limit := 0
+		if t := rt.target; t != nil {
+			limit = attemptWindow * t.cfg.Concurrency
+		}
+		if len(rt.idle) >= limit {
+			rt.mu.Unlock()
+			return
+		}
+		rt.idle = append(rt.idle, next)
+		rt.mu.Unlock()
+		timer.Reset(rt.workerIdle)
+		select {
+		case j = <-next:
+			continue
+		case <-timer.C:
+		case <-rt.stop:
+		}
+		rt.mu.Lock()
+		if i := slices.Index(rt.idle, next); i >= 0 {
+			rt.idle = slices.Delete(rt.idle, i, i+1)
+			rt.mu.Unlock()
+			return
+		}
+		rt.mu.Unlock()
+		j = <-next // dispatch handed it a job meanwhile
+	}
 }
 
 func (rt *queueRuntime) logError(msg string, err error) {

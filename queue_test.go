@@ -1,20 +1,27 @@
 package webhookverify
 
-// Unit tests of the store-and-forward runtime's pure parts: the retry
-// schedule (gaps, jitter, Retry-After, dead), Retry-After parsing, the
-// delivery attempt's response writer and generated event ids.
+// Unit tests of the store-and-forward runtime: the retry schedule (gaps,
+// jitter, Retry-After, dead), Retry-After parsing, the delivery attempt's
+// response writer, generated event ids and the attempts' window.
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
+	"github.com/webhookverify/caddy-webhook-verify/providers"
 	"github.com/webhookverify/caddy-webhook-verify/queue"
 )
 
@@ -392,5 +399,173 @@ func TestQueueStatsAttemptEnding(t *testing.T) {
 	if s.InFlight > s.Pending || s.Pending-s.InFlight < 0 {
 		t.Errorf("stats while the attempt ends: pending %d, in_flight %d: the pending gauge would be %d",
 			s.Pending, s.InFlight, s.Pending-s.InFlight)
+	}
+}
+
+// gatedBackend holds every Complete until gate is closed.
+type gatedBackend struct {
+	queue.Backend
+	gate    chan struct{}
+	waiting atomic.Int32
+}
+
+func (g *gatedBackend) Complete(id string, o queue.Outcome) error {
+	g.waiting.Add(1)
+	<-g.gate
+	g.waiting.Add(-1)
+	return g.Backend.Complete(id, o)
+}
+
+// TestQueueAttemptWindow: at most concurrency attempts run at once, and
+// while outcomes wait for their commit the next attempts start, up to
+// attemptWindow × concurrency under way; then nothing more is dispatched
+// (a crash delivers at most that many again). Once the outcomes are
+// recorded every event is delivered, and the workers end with the queue.
+func TestQueueAttemptWindow(t *testing.T) {
+	st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q, err := st.Queue("win")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const c, n = 3, 100
+	qtEnqueue(t, q, n)
+	baseline := runtime.NumGoroutine()
+	gb := &gatedBackend{Backend: q, gate: make(chan struct{})}
+	rt := newQueueRuntime("win", gb)
+	rt.workerIdle = time.Hour // they end with the queue, not idle
+	var running, most, calls atomic.Int32
+	chain := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		calls.Add(1)
+		k := running.Add(1)
+		for m := most.Load(); k > m && !most.CompareAndSwap(m, k); m = most.Load() {
+		}
+		runtime.Gosched() // let the other attempts overlap this one
+		running.Add(-1)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+	tgt := qtTarget(t, c, chain)
+	rt.attach(tgt)
+
+	const window = attemptWindow * c
+	deadline := time.Now().Add(time.Minute)
+	for gb.waiting.Load() < window && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if w := gb.waiting.Load(); w != window {
+		t.Fatalf("%d outcomes waiting for their commit, want the window's %d", w, window)
+	}
+	// the window is full: a dispatch now starts nothing
+	rt.dispatch()
+	rt.mu.Lock()
+	inflight, completing := len(rt.inflight), len(rt.completing)
+	rt.mu.Unlock()
+	if inflight != 0 || completing != window || calls.Load() != window {
+		t.Errorf("window full: %d in flight, %d completing, %d attempts made; want 0, %d, %d",
+			inflight, completing, calls.Load(), window, window)
+	}
+	close(gb.gate)
+	for q.Counts().Delivered < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := q.Counts(); got.Delivered != n || got.Pending != 0 {
+		t.Errorf("after the outcomes were recorded: %+v, want %d delivered", got, n)
+	}
+	if calls.Load() != n || most.Load() > c {
+		t.Errorf("%d attempts for %d events, at most %d at once (concurrency %d)", calls.Load(), n, most.Load(), c)
+	}
+	rt.mu.Lock()
+	idle := len(rt.idle)
+	rt.mu.Unlock()
+	if idle > window {
+		t.Errorf("%d idle workers, more than the %d attempts that may be under way", idle, window)
+	}
+	rt.shutdown()
+	rt.detach(tgt)
+	for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > baseline {
+		t.Errorf("%d goroutines after the queue stopped, %d before it started: workers left behind", g, baseline)
+	}
+}
+
+// qtTarget is a deliver target of a Vivreal handler: concurrency c,
+// through chain, a retry an hour later.
+func qtTarget(t *testing.T, c int, chain caddyhttp.Handler) *deliveryTarget {
+	p := providers.Vivreal{}
+	h := &Handler{provider: p, name: "vivreal"}
+	for _, f := range p.Fields() {
+		h.fields = append(h.fields, placeholderPrefix+f)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg := &Queue{Name: "qt", Concurrency: c, AttemptTimeout: caddy.Duration(time.Minute),
+		TTL: caddy.Duration(time.Hour), MaxAttempts: 5, MaxAge: caddy.Duration(time.Hour),
+		Retry: []caddy.Duration{caddy.Duration(time.Hour)}}
+	return &deliveryTarget{h: h, cfg: cfg, chain: chain, ctx: ctx, cancel: cancel, logger: zap.NewNop()}
+}
+
+// qtEnqueue stores n events ids evt_000, evt_001, ... in q.
+func qtEnqueue(t *testing.T, q queue.Backend, n int) {
+	t.Helper()
+	now := time.Now()
+	for i := range n {
+		id := fmt.Sprintf("evt_%03d", i)
+		if _, err := q.Enqueue(&queue.Event{ID: id, Provider: "vivreal", Method: "POST", URI: "/",
+			ReceivedAt: now, Body: []byte(`{"id":"` + id + `"}`)}, queue.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestQueueWorkersIdle: the attempts' workers that find nothing to do
+// for rt.workerIdle end while the queue goes on; the next events start
+// new ones.
+func TestQueueWorkersIdle(t *testing.T) {
+	st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q, err := st.Queue("idle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := newQueueRuntime("idle", q)
+	rt.workerIdle = time.Millisecond
+	defer rt.shutdown()
+	var calls atomic.Int32
+	tgt := qtTarget(t, 4, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		calls.Add(1)
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}))
+	baseline := runtime.NumGoroutine() + 1 // and the dispatcher
+	rt.attach(tgt)
+	defer rt.detach(tgt)
+	deadline := time.Now().Add(time.Minute)
+	for round, n := range []int{30, 60} {
+		qtEnqueue(t, q, n) // the first 30 ids again, then 30 new
+		rt.wakeUp()
+		for q.Counts().Delivered < int64(n) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := q.Counts(); got.Delivered != int64(n) || calls.Load() != int32(n) {
+			t.Fatalf("round %d: %+v after %d attempts, want %d delivered", round, got, calls.Load(), n)
+		}
+		for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		rt.mu.Lock()
+		idle := len(rt.idle)
+		rt.mu.Unlock()
+		if g := runtime.NumGoroutine(); g > baseline || idle != 0 {
+			t.Fatalf("round %d: %d goroutines (%d before the queue started) and %d idle workers after the workers' idle time", round, g, baseline-1, idle)
+		}
 	}
 }
