@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -130,9 +131,11 @@ type Queue struct {
 	// How long one attempt may take. Default: 30s.
 	AttemptTimeout caddy.Duration `json:"attempt_timeout,omitempty"`
 
-	// Deliveries at once. Default: 4. A crash delivers again at most
-	// twice this many events: the attempts running, and those ended
-	// whose outcome was not yet committed.
+	// Deliveries at once. Default: 4. While the outcomes of attempts
+	// wait for their group commit the next attempts run, up to 8 times
+	// this many under way, so a crash delivers again at most 8 times
+	// this many events: the attempts running, and those ended whose
+	// outcome was not yet committed.
 	Concurrency int `json:"concurrency,omitempty"`
 
 	// Deliver one event at a time, in order of receipt: a failing event
@@ -603,7 +606,8 @@ type queueRuntime struct {
 	// idle are the workers waiting for an attempt, each on its channel:
 	// goroutines that run one attempt after another (a goroutine per
 	// attempt would grow its stack through the deliver chain each time)
-	idle []chan attemptJob
+	idle    []chan attemptJob
+	workers int // started, ever (tests)
 	// failStreak counts the attempts in a row the backend was unavailable
 	// (no answer, 502, 503, 504). From breakerAfter on, one attempt at a
 	// time is made, no sooner than probeAt, until one is delivered.
@@ -824,6 +828,7 @@ func (rt *queueRuntime) dispatch() time.Time {
 			rt.idle = rt.idle[:n-1]
 			continue
 		}
+		rt.workers++
 		go rt.worker(j)
 	}
 	return next
@@ -845,18 +850,32 @@ func (rt *queueRuntime) worker(j attemptJob) {
 	timer := time.NewTimer(rt.workerIdle)
 	defer timer.Stop()
 	for {
-		rt.attempt(j.ctx, j.cancel, j.t, j.ev)
+		rt.attempt(j.ctx, j.t, j.ev)
+		j.cancel()
+		// the attempt leaves the window and the worker goes idle in one
+		// step, so the dispatch this wakes hands it the next attempt
+		// rather than starting another worker
 		rt.mu.Lock()
+		delete(rt.inflight, j.ev.ID)
+		delete(rt.completing, j.ev.ID)
 		limit := 0
 		if t := rt.target; t != nil {
 			limit = attemptWindow * t.cfg.Concurrency
+			if t.cfg.Ordered {
+				limit = attemptWindow
+			}
 		}
-		if len(rt.idle) >= limit {
-			rt.mu.Unlock()
+		idle := len(rt.idle) < limit
+		if idle {
+			rt.idle = append(rt.idle, next)
+		}
+		rt.mu.Unlock()
+		j.t.wg.Done()
+		rt.wakeUp()
+		j = attemptJob{} // nothing of it (the body) kept while idle
+		if !idle {
 			return
 		}
-		rt.idle = append(rt.idle, next)
-		rt.mu.Unlock()
 		timer.Reset(rt.workerIdle)
 		select {
 		case j = <-next:
@@ -871,7 +890,7 @@ func (rt *queueRuntime) worker(j attemptJob) {
 			return
 		}
 		rt.mu.Unlock()
-		j = <-next // dispatch handed it a job meanwhile
+		j = <-next // dispatch handed it an attempt meanwhile
 	}
 }
 
@@ -884,22 +903,15 @@ func (rt *queueRuntime) logError(msg string, err error) {
 	}
 }
 
-// attempt delivers ev once through t and records the outcome.
-func (rt *queueRuntime) attempt(ctx context.Context, cancel context.CancelFunc, t *deliveryTarget, ev *queue.Event) {
-	defer func() {
-		cancel()
-		rt.mu.Lock()
-		delete(rt.inflight, ev.ID)
-		delete(rt.completing, ev.ID)
-		rt.mu.Unlock()
-		t.wg.Done()
-		rt.wakeUp()
-	}()
+// attempt delivers ev once through t and records the outcome; its worker
+// then takes it out of rt.inflight or rt.completing.
+func (rt *queueRuntime) attempt(ctx context.Context, t *deliveryTarget, ev *queue.Event) {
 	start := rt.now()
 	actx, acancel := context.WithTimeout(ctx, time.Duration(t.cfg.AttemptTimeout))
 	status, retryAfter, derr := t.deliver(actx, ev, ev.Attempts+1)
 	timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
 	acancel()
+	ev.Body = nil // not needed while the outcome waits for its commit
 	if ctx.Err() != nil && !timedOut {
 		// a reload or a stop cut the attempt short: not counted, the
 		// event stays pending and is delivered again (its lease, in a
@@ -1090,12 +1102,32 @@ func (t *deliveryTarget) deliver(ctx context.Context, ev *queue.Event, attempt i
 	}
 	repl.Set(placeholderPrefix+"key", key)
 
-	err = t.chain.ServeHTTP(w, req)
+	err = t.serve(w, req)
 	status := w.status
 	if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok && status == 0 {
 		status = he.StatusCode
 	}
 	return status, retryAfterOf(w.header), err
+}
+
+// serve runs the deliver chain. A panic in it fails the attempt, as a
+// panic in a handler fails its request in a live server, instead of
+// ending Caddy: reverse_proxy panics with http.ErrAbortHandler when the
+// backend's response breaks off after its header was written.
+func (t *deliveryTarget) serve(w http.ResponseWriter, req *http.Request) (err error) {
+	defer func() {
+		r := recover()
+		switch {
+		case r == nil:
+		case r == http.ErrAbortHandler:
+			err = errors.New("the backend's response was cut short")
+		default:
+			err = fmt.Errorf("the deliver handlers panicked: %v", r)
+			t.logger.Error("panic in a queue's deliver handlers; the attempt failed",
+				zap.String("queue", t.cfg.Name), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	return t.chain.ServeHTTP(w, req)
 }
 
 // retryAfterOf reads a Retry-After in seconds or as an HTTP date.

@@ -420,7 +420,8 @@ func (g *gatedBackend) Complete(id string, o queue.Outcome) error {
 // while outcomes wait for their commit the next attempts start, up to
 // attemptWindow × concurrency under way; then nothing more is dispatched
 // (a crash delivers at most that many again). Once the outcomes are
-// recorded every event is delivered, and the workers end with the queue.
+// recorded every event is delivered, by workers that take one attempt
+// after another, and the workers end with the queue.
 func TestQueueAttemptWindow(t *testing.T) {
 	st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
 	if err != nil {
@@ -478,11 +479,13 @@ func TestQueueAttemptWindow(t *testing.T) {
 	if calls.Load() != n || most.Load() > c {
 		t.Errorf("%d attempts for %d events, at most %d at once (concurrency %d)", calls.Load(), n, most.Load(), c)
 	}
+	// a worker takes one attempt after another: no more of them were
+	// ever started than attempts may be under way at once
 	rt.mu.Lock()
-	idle := len(rt.idle)
+	idle, workers := len(rt.idle), rt.workers
 	rt.mu.Unlock()
-	if idle > window {
-		t.Errorf("%d idle workers, more than the %d attempts that may be under way", idle, window)
+	if idle > window || workers > window {
+		t.Errorf("%d workers started for %d attempts, %d idle now; at most the %d attempts that may be under way", workers, n, idle, window)
 	}
 	rt.shutdown()
 	rt.detach(tgt)
@@ -505,7 +508,7 @@ func qtTarget(t *testing.T, c int, chain caddyhttp.Handler) *deliveryTarget {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cfg := &Queue{Name: "qt", Concurrency: c, AttemptTimeout: caddy.Duration(time.Minute),
-		TTL: caddy.Duration(time.Hour), MaxAttempts: 5, MaxAge: caddy.Duration(time.Hour),
+		TTL: caddy.Duration(time.Hour), MaxAttempts: 5, MaxAge: caddy.Duration(1000 * time.Hour),
 		Retry: []caddy.Duration{caddy.Duration(time.Hour)}}
 	return &deliveryTarget{h: h, cfg: cfg, chain: chain, ctx: ctx, cancel: cancel, logger: zap.NewNop()}
 }
@@ -567,5 +570,56 @@ func TestQueueWorkersIdle(t *testing.T) {
 		if g := runtime.NumGoroutine(); g > baseline || idle != 0 {
 			t.Fatalf("round %d: %d goroutines (%d before the queue started) and %d idle workers after the workers' idle time", round, g, baseline-1, idle)
 		}
+	}
+}
+
+// TestQueueDeliverPanics: a panic in the deliver chain fails the attempt
+// (the event stays pending, with the reason as its last error) instead of
+// ending the process; reverse_proxy's http.ErrAbortHandler, for an answer
+// cut short after its header, reads as such.
+func TestQueueDeliverPanics(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value any
+		want  string
+	}{
+		{"abort", http.ErrAbortHandler, "the backend's response was cut short"},
+		{"other", "boom", "the deliver handlers panicked: boom"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			q, err := st.Queue("qt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			qtEnqueue(t, q, 1)
+			rt := newQueueRuntime("qt", q)
+			defer rt.shutdown()
+			tgt := qtTarget(t, 1, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				w.WriteHeader(http.StatusOK)
+				panic(tc.value)
+			}))
+			rt.attach(tgt)
+			defer rt.detach(tgt)
+			deadline := time.Now().Add(time.Minute)
+			var ev *queue.Event
+			for time.Now().Before(deadline) {
+				if ev, err = q.Get("evt_000", false); err != nil || ev.Attempts > 0 {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.State != queue.Pending || ev.Attempts != 1 || ev.LastStatus != http.StatusOK || ev.LastError != tc.want {
+				t.Errorf("after a panic: %s, %d attempts, last %d %q; want pending, 1, 200 %q",
+					ev.State, ev.Attempts, ev.LastStatus, ev.LastError, tc.want)
+			}
+		})
 	}
 }

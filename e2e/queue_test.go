@@ -44,6 +44,7 @@ const (
 	qUp   int32 = iota // 200
 	qDown              // 503 at once
 	qFail              // 500
+	qCut               // 200 with a Content-Length of 100, 5 bytes of body, then the connection closed
 )
 
 // qDelivery is one request a qRecorder answered 200.
@@ -68,6 +69,7 @@ type qRecorder struct {
 	delivered map[string][]qDelivery // answered 200
 	order     []string               // the ids answered 200, in order
 	refused   map[string]int         // answered 503 or 500
+	cutShort  map[string]int         // answered with a body cut short (qCut)
 	held      map[string]int         // held requests that arrived
 	heldBy    map[string]int         // held requests by their X-Gateway header
 	heldNow   map[string]int         // requests held now, by X-Gateway
@@ -83,7 +85,7 @@ type qRecorder struct {
 
 func newQRecorder(t *testing.T, name string, mode int32) *qRecorder {
 	t.Helper()
-	r := &qRecorder{t: t, name: name, delivered: map[string][]qDelivery{}, refused: map[string]int{},
+	r := &qRecorder{t: t, name: name, delivered: map[string][]qDelivery{}, refused: map[string]int{}, cutShort: map[string]int{},
 		held: map[string]int{}, heldBy: map[string]int{}, heldNow: map[string]int{}, abandoned: map[string]int{}, holds: map[string]chan struct{}{}}
 	r.mode.Store(mode)
 	r.srv = httptest.NewServer(r) // on 127.0.0.1
@@ -162,6 +164,19 @@ func (r *qRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.refused[ev.ID]++
 		r.mu.Unlock()
 		http.Error(w, "backend broken", http.StatusInternalServerError)
+		return
+	case qCut:
+		r.mu.Lock()
+		r.cutShort[ev.ID]++
+		r.mu.Unlock()
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			r.problem("hijacking a connection: %v", err)
+			return
+		}
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ok\"")
+		_ = buf.Flush()
+		_ = conn.Close()
 		return
 	}
 	// recorded before answering: a backend that answered 200 took the event
@@ -889,6 +904,70 @@ http://127.0.0.1:%d {
 	}
 	if n := len(recB.deliveries("fr-after")); n > 0 {
 		t.Errorf("fr-after delivered to B (the refused config's upstream) %d times", n)
+	}
+	c.assertNoPanic()
+}
+
+// TestQueueBackendCutsAnswer: a backend whose answer breaks off after its
+// header (a 200 with a Content-Length of 100, 5 bytes, then the connection
+// closed) fails the attempt; reverse_proxy panics with
+// http.ErrAbortHandler there, which must not end Caddy. The events are
+// attempted again, recorded as cut short, and delivered once the backend
+// answers whole, each once.
+func TestQueueBackendCutsAnswer(t *testing.T) {
+	needCaddy(t)
+	rec := newQRecorder(t, "backend", qCut)
+	db := filepath.Join(t.TempDir(), "q.db")
+	c := qStart(t, db, rec.addr(), "\t\t\t\tretry 100ms\n\t\t\t\tmax_attempts 100000\n\t\t\t\tmax_age 1h")
+	client := newClient(30 * time.Second)
+	defer client.CloseIdleConnections()
+	bodies := map[string][]byte{}
+	var ids []string
+	for i := range 3 {
+		id := fmt.Sprintf("cut-%d", i)
+		bodies[id] = event(id, 700)
+		if st, ans, _, err := qPost(client, c, bodies[id]); err != nil || st != 200 || ans != qQueuedAnswer {
+			t.Fatalf("%s: status %d %q, %v", id, st, ans, err)
+		}
+		ids = append(ids, id)
+	}
+	// each event's answer cut short twice: Caddy lived through the first
+	deadline := time.Now().Add(qDeadline)
+	cutTwice := func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, id := range ids {
+			if rec.cutShort[id] < 2 {
+				return false
+			}
+		}
+		return true
+	}
+	for !cutTwice() && c.alive() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !c.alive() {
+		t.Fatalf("caddy ended on an answer cut short (%v):\n%s", c.waitErr, tail(c.logs.String(), 8<<10))
+	}
+	if !cutTwice() {
+		rec.mu.Lock()
+		t.Fatalf("answers cut short by event: %v, want each event attempted at least twice", rec.cutShort)
+	}
+	for _, id := range ids {
+		ev, st := qGetEvent(t, c, id)
+		if st != http.StatusOK || ev.State != "pending" || ev.Attempts < 1 || ev.LastError != "the backend's response was cut short" {
+			t.Errorf("%s after answers cut short: status %d, %+v; want pending, its last error \"the backend's response was cut short\"", id, st, ev)
+		}
+	}
+	rec.mode.Store(qUp)
+	qWaitDelivered(t, ids, rec)
+	qWaitStats(t, c, "all delivered", func(s qStats) bool { return s.Pending == 0 && s.Delivered == int64(len(ids)) })
+	qCheckBodies(t, ids, bodies, rec)
+	if extra, twice := qExtra(ids, rec); extra != 0 {
+		t.Errorf("%d extra deliveries: %v", extra, twice)
+	}
+	if !c.alive() {
+		t.Fatalf("caddy ended: %v", c.waitErr)
 	}
 	c.assertNoPanic()
 }
