@@ -369,15 +369,7 @@ func TestQueueNewEventID(t *testing.T) {
 // runtime still has it in flight. The stats (and the gauges made from
 // them: pending = pending - in_flight) must not go negative then.
 func TestQueueStatsAttemptEnding(t *testing.T) {
-	st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	q, err := st.Queue("qs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := qtQueue(t, "qs")
 	rt := newQueueRuntime("qs", q)
 	now := time.Now()
 	if _, err := q.Enqueue(&queue.Event{ID: "evt_1", Provider: "vivreal", Method: "POST", URI: "/",
@@ -423,15 +415,7 @@ func (g *gatedBackend) Complete(id string, o queue.Outcome) error {
 // recorded every event is delivered, by workers that take one attempt
 // after another, and the workers end with the queue.
 func TestQueueAttemptWindow(t *testing.T) {
-	st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	q, err := st.Queue("win")
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := qtQueue(t, "win")
 	const c, n = 3, 100
 	qtEnqueue(t, q, n)
 	baseline := runtime.NumGoroutine()
@@ -513,6 +497,22 @@ func qtTarget(t *testing.T, c int, chain caddyhttp.Handler) *deliveryTarget {
 	return &deliveryTarget{h: h, cfg: cfg, chain: chain, ctx: ctx, cancel: cancel, logger: zap.NewNop()}
 }
 
+// qtQueue opens a bbolt store in a temporary directory, closed when the
+// test ends, and returns its queue name.
+func qtQueue(t *testing.T, name string) *queue.Queue {
+	t.Helper()
+	st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	q, err := st.Queue(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
 // qtEnqueue stores n events ids evt_000, evt_001, ... in q.
 func qtEnqueue(t *testing.T, q queue.Backend, n int) {
 	t.Helper()
@@ -530,15 +530,7 @@ func qtEnqueue(t *testing.T, q queue.Backend, n int) {
 // for rt.workerIdle end while the queue goes on; the next events start
 // new ones.
 func TestQueueWorkersIdle(t *testing.T) {
-	st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	q, err := st.Queue("idle")
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := qtQueue(t, "idle")
 	rt := newQueueRuntime("idle", q)
 	rt.workerIdle = time.Millisecond
 	defer rt.shutdown()
@@ -587,15 +579,7 @@ func TestQueueDeliverPanics(t *testing.T) {
 		{"other", "boom", "the deliver handlers panicked: boom"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := queue.Open(t.TempDir()+"/q.db", queue.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			q, err := st.Queue("qt")
-			if err != nil {
-				t.Fatal(err)
-			}
+			q := qtQueue(t, "qt")
 			qtEnqueue(t, q, 1)
 			rt := newQueueRuntime("qt", q)
 			defer rt.shutdown()
@@ -607,6 +591,7 @@ func TestQueueDeliverPanics(t *testing.T) {
 			defer rt.detach(tgt)
 			deadline := time.Now().Add(time.Minute)
 			var ev *queue.Event
+			var err error
 			for time.Now().Before(deadline) {
 				if ev, err = q.Get("evt_000", false); err != nil || ev.Attempts > 0 {
 					break
